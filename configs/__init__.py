@@ -1,0 +1,1 @@
+"""Named presets shipped with kdbench (`--preset NAME`), installed as `kdbench_configs`."""

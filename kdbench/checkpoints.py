@@ -1,0 +1,69 @@
+"""Version-stamped model checkpoints, written atomically and loaded without pickled code.
+
+A checkpoint holds only tensors and plain data (the model spec, the kdbench version that
+wrote it, provenance), so `torch.load(weights_only=True)` can read it; a file that needs
+arbitrary unpickling is refused rather than executed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdbench import RESULT_VERSION, __version__
+from kdbench.api import MaskDenoiser, ModelSpec
+from kdbench.errors import KdbenchError
+
+
+def save_checkpoint(
+    path: Path, spec: ModelSpec, model: torch.nn.Module, meta: dict[str, Any]
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": "kdbench-checkpoint",
+        "kdbench_version": __version__,
+        "result_version": RESULT_VERSION,
+        "spec": spec.to_json(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(payload, temp)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's payload; refuses files that carry pickled code or aren't ours."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise KdbenchError(f"{path}: no such checkpoint") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise KdbenchError(
+            f"{path}: refused: not a plain-weights checkpoint (it may carry pickled code, "
+            f"which kdbench never loads): {exc}"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != "kdbench-checkpoint":
+        raise KdbenchError(f"{path}: not a kdbench checkpoint")
+    return payload
+
+
+def build_from_checkpoint(path: Path, registry: Any) -> tuple[MaskDenoiser, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes, in eval mode."""
+    payload = load_checkpoint(path)
+    spec = payload["spec"]
+    family = registry.get("models", spec["family"])
+    model = family.build(spec["params"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload

@@ -1,0 +1,167 @@
+"""The `kdbench` command line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kdbench import __version__
+from kdbench.cache import cache_root
+from kdbench.config import load_config
+from kdbench.errors import KdbenchError
+from kdbench.registry import KINDS, get_registry
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Show a kdbench error as one actionable line instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KdbenchError as exc:
+            err_console.print(f"[bold red]error:[/bold red] {exc}")
+            sys.exit(2)
+
+    return wrapper
+
+
+def grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that select a grid, shared by run, status and leaderboard."""
+    options = [
+        click.option("--preset", default="quick", show_default=True, help="preset name or .toml path"),
+        click.option("--method", "methods", help="KD method(s): a name, a comma list, or `all`"),
+        click.option("--pairs", help="architecture pair(s): a name, a comma list, or `all`"),
+        click.option("--seeds", help="comma list of seeds (default: the preset's)"),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a setting"),
+        click.option("--results", type=click.Path(dir_okay=False), help="results store (SQLite)"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _parse_seeds(seeds: str | None) -> list[int] | None:
+    if seeds is None:
+        return None
+    try:
+        return [int(part) for part in seeds.split(",") if part.strip()]
+    except ValueError:
+        raise KdbenchError(f"--seeds {seeds!r}: expected a comma list of integers") from None
+
+
+def _prepare(
+    preset: str, methods: str | None, pairs: str | None, seeds: str | None,
+    overrides: tuple[str, ...], results: str | None, extra: list[str] | None = None,
+):
+    from kdbench.grid import build_grid
+    from kdbench.store import Store
+
+    registry = get_registry()
+    config = load_config(preset, [*overrides, *(extra or [])], registry)
+    store_path = Path(results or config.run["results"])
+    grid = build_grid(
+        config, registry, cache_root(), store_path.parent,
+        methods=methods, pairs=pairs, seeds=_parse_seeds(seeds),
+    )
+    return config, grid, Store(store_path)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="kdbench")
+def main() -> None:
+    """Benchmark knowledge distillation for speech denoising: methods × pairs × seeds."""
+
+
+@main.command()
+@grid_options
+@click.option("--jobs", type=int, help="trials at once (default: the preset's run.jobs)")
+@click.option("--executor", "executor_name", help="executor plugin (default: the preset's)")
+@click.option("--retry-failed", is_flag=True, help="run failed trials again")
+@reports_errors
+def run(preset, methods, pairs, seeds, overrides, results, jobs, executor_name, retry_failed) -> None:
+    """Run the grid (skipping finished trials) and print the leaderboard."""
+    from kdbench.api import resolve_params
+    from kdbench.leaderboard import collect, render_terminal
+    from kdbench.runner import run_grid
+
+    extra = []
+    if jobs is not None:
+        extra.append(f"run.jobs={jobs}")
+    if executor_name is not None:
+        extra.append(f"run.executor={executor_name}")
+    config, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results, extra)
+    registry = get_registry()
+    executor = registry.get("executors", config.run["executor"])
+    executor_params = resolve_params(
+        f"executor.{executor.name}", executor.params, config.plugin_params("executor", executor.name)
+    )
+    err_console.print(
+        f"[bold]kdbench {__version__}[/bold] preset {preset}: {len(grid.students)} student "
+        f"trial(s) = {len(grid.pairs)} pair(s) × {len(grid.methods)} method(s) "
+        f"({', '.join(grid.methods)}) × {len(grid.seeds)} seed(s), plus "
+        f"{len(grid.references)} reference(s); store {store.path}"
+    )
+    report = run_grid(
+        grid, store, executor, executor_params, config.run["jobs"], retry_failed, err_console
+    )
+    err_console.print(
+        f"ran {report.ran} trial(s) in {report.seconds:.0f} s, skipped {report.skipped}, "
+        f"failed {len(report.failed)}, not applicable {len(report.not_applicable)}"
+    )
+    render_terminal(collect(grid, store, config), console)
+
+
+@main.command()
+@grid_options
+@reports_errors
+def leaderboard(preset, methods, pairs, seeds, overrides, results) -> None:
+    """Print the leaderboard of a grid from the results store (nothing is trained)."""
+    from kdbench.leaderboard import collect, render_terminal
+
+    config, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results)
+    render_terminal(collect(grid, store, config), console)
+
+
+@main.command(name="list")
+@click.argument("kind", required=False, type=click.Choice([*KINDS, "plugins", "presets"]))
+@reports_errors
+def list_command(kind: str | None) -> None:
+    """What is registered: methods, pairs, models, metrics, datasets, executors, plugins."""
+    from kdbench.config import preset_names
+
+    registry = get_registry()
+    if kind == "plugins":
+        table = Table(title="plugins")
+        for column in ("plugin", "distribution", "version", "hooks"):
+            table.add_column(column)
+        for info in registry.plugins():
+            table.add_row(info.name, info.distribution, info.version, ", ".join(info.hooks))
+        console.print(table)
+        return
+    if kind == "presets":
+        for name in preset_names():
+            console.print(name)
+        return
+    for each in [kind] if kind else KINDS:
+        table = Table(title=each)
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        table.add_column("parameters")
+        table.add_column("plugin", style="dim")
+        for name, entry in registry.all(each).items():
+            params = getattr(entry.obj, "params", {}) or {}
+            shown = ", ".join(f"{key}={param.default!r}" for key, param in params.items())
+            table.add_row(name, entry.description, shown, entry.plugin)
+        console.print(table)
+

@@ -1,0 +1,185 @@
+"""Presets, `--set` overrides and their validation.
+
+A configuration is a preset (TOML) overlaid with `--set section.key=value` overrides. The
+core sections (`run`, `train`, `teacher`) are declared here; `dataset.NAME`, `method.NAME`
+and `executor.NAME` sections are checked against the parameters each plugin declares, so a
+typo anywhere is an error that names the key and the allowed values, before any work starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.resources
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kdbench.api import Param, resolve_params
+from kdbench.errors import ConfigError
+from kdbench.registry import Registry
+from kdbench.train.task_losses import TASK_LOSSES
+
+CHECKPOINT_POLICIES = ("last", "best_valid")
+
+RUN_PARAMS: dict[str, Param] = {
+    "datasets": Param(["procedural"], "datasets to run on", list),
+    "pairs": Param(["all"], "architecture pairs (`all` = every registered pair)", list),
+    "methods": Param(["cosine"], "KD methods under study (`all` = every registered)", list),
+    "controls": Param(["none"], "methods always run beside `methods`, on the same seeds", list),
+    "baseline": Param("fgspkd", "the method that the name `baseline` stands for", str),
+    "seeds": Param([0, 1, 2], "student seeds; a seed fixes init and data order", list, item_type=int),
+    "metrics": Param(["pesq_wb", "stoi", "si_sdr"], "per-utterance metrics on the test split", list),
+    "executor": Param("local", "where trials run", str),
+    "jobs": Param(1, "trials run at once", int),
+    "results": Param("kdbench-results/results.db", "the SQLite results store", str),
+}
+
+TRAIN_PARAMS: dict[str, Param] = {
+    "steps": Param(400, "optimizer steps", int),
+    "batch_size": Param(16, "crops per batch", int),
+    "crop_seconds": Param(1.0, "length of the random training crops", float),
+    "lr": Param(1e-3, "Adam learning rate", float),
+    "grad_clip": Param(5.0, "gradient-norm clip (0 = off)", float),
+    "task_loss": Param("magnitude_l1", "denoising loss against the clean target", str, tuple(TASK_LOSSES)),
+    "checkpoint": Param(
+        "last",
+        "which weights are evaluated: the last step, or the best on the validation split "
+        "(never on the test split)",
+        str,
+        CHECKPOINT_POLICIES,
+    ),
+    "valid_every": Param(100, "steps between validation-loss checks", int),
+}
+
+TEACHER_PARAMS: dict[str, Param] = {
+    **TRAIN_PARAMS,
+    "steps": Param(1200, "optimizer steps of the teacher", int),
+    "checkpoint": Param("best_valid", "teacher weights kept", str, CHECKPOINT_POLICIES),
+    "seed": Param(0, "teacher seed: one teacher per (spec, dataset, seed)", int),
+}
+
+CORE_SECTIONS: dict[str, dict[str, Param]] = {
+    "run": RUN_PARAMS,
+    "train": TRAIN_PARAMS,
+    "teacher": TEACHER_PARAMS,
+}
+PLUGIN_SECTIONS = {"dataset": "datasets", "method": "methods", "executor": "executors"}
+
+
+@dataclasses.dataclass
+class Config:
+    """A validated configuration: core sections resolved, plugin sections as given."""
+
+    preset: str
+    run: dict[str, Any]
+    train: dict[str, Any]
+    teacher: dict[str, Any]
+    plugins: dict[str, dict[str, dict[str, Any]]]
+
+    def plugin_params(self, section: str, name: str) -> dict[str, Any]:
+        return dict(self.plugins.get(section, {}).get(name, {}))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "train": self.train,
+            "teacher": self.teacher,
+            **{section: entries for section, entries in self.plugins.items()},
+        }
+
+
+def preset_names() -> list[str]:
+    return sorted(
+        entry.name.removesuffix(".toml")
+        for entry in importlib.resources.files("kdbench_configs").iterdir()
+        if entry.name.endswith(".toml")
+    )
+
+
+def read_preset(preset: str) -> dict[str, Any]:
+    """A preset by name (shipped in `configs/`) or by path to a TOML file."""
+    path = Path(preset)
+    if path.suffix == ".toml" and path.exists():
+        text = path.read_text()
+    else:
+        resource = importlib.resources.files("kdbench_configs") / f"{preset}.toml"
+        if not resource.is_file():
+            raise ConfigError(
+                f"unknown preset {preset!r}; shipped presets: {', '.join(preset_names())} "
+                "(or give a path to a .toml file)"
+            )
+        text = resource.read_text()
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"preset {preset}: {exc}") from exc
+
+
+def _parse_override(item: str) -> tuple[list[str], str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    return key.strip().split("."), value.strip()
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Place each `a.b.c=value` into the raw preset; values stay strings until validated."""
+    merged = copy.deepcopy(raw)
+    for item in overrides:
+        path, value = _parse_override(item)
+        node = merged
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
+        node[path[-1]] = value
+    return merged
+
+
+def _check_plugin_sections(
+    raw: Mapping[str, Any], registry: Registry
+) -> dict[str, dict[str, dict[str, Any]]]:
+    checked: dict[str, dict[str, dict[str, Any]]] = {}
+    for section, kind in PLUGIN_SECTIONS.items():
+        entries = raw.get(section, {})
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{section}: expected a table of {kind}")
+        checked[section] = {}
+        for name, params in entries.items():
+            if not isinstance(params, dict):
+                raise ConfigError(f"{section}.{name}: expected a table of parameters")
+            plugin = registry.get(kind, name)
+            resolve_params(f"{section}.{name}", plugin.params, params)
+            checked[section][name] = dict(params)
+    return checked
+
+
+def load_config(
+    preset: str, overrides: Iterable[str] = (), registry: Registry | None = None
+) -> Config:
+    """Read, override and validate; every unknown key is an error naming the allowed ones."""
+    from kdbench.registry import get_registry
+
+    registry = registry or get_registry()
+    raw = apply_overrides(read_preset(preset), overrides)
+    allowed_sections = sorted([*CORE_SECTIONS, *PLUGIN_SECTIONS])
+    for section in raw:
+        if section not in CORE_SECTIONS and section not in PLUGIN_SECTIONS:
+            raise ConfigError(
+                f"{section}: unknown section; allowed: {', '.join(allowed_sections)}"
+            )
+    resolved = {
+        section: resolve_params(section, params, raw.get(section, {}))
+        for section, params in CORE_SECTIONS.items()
+    }
+    if resolved["run"]["jobs"] < 1:
+        raise ConfigError("run.jobs: must be at least 1")
+    return Config(
+        preset=preset,
+        run=resolved["run"],
+        train=resolved["train"],
+        teacher=resolved["teacher"],
+        plugins=_check_plugin_sections(raw, registry),
+    )

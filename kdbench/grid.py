@@ -1,0 +1,132 @@
+"""The grid: datasets × pairs × methods × seeds, plus the references every table needs.
+
+References are the noisy input (once per dataset) and each distinct teacher (once per
+teacher spec and dataset); they run as a stage before the students, which also makes
+teacher training happen once however many workers need it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from kdbench.api import PreparedDataset, resolve_params
+from kdbench.config import Config
+from kdbench.identity import stable_id
+from kdbench.registry import Registry
+from kdbench.trial import Trial
+
+
+@dataclasses.dataclass
+class Grid:
+    references: list[Trial]
+    students: list[Trial]
+    datasets: dict[str, PreparedDataset]
+    methods: list[str]
+    pairs: list[str]
+    seeds: list[int]
+
+    @property
+    def trials(self) -> list[Trial]:
+        return [*self.references, *self.students]
+
+
+def select_methods(config: Config, registry: Registry, requested: Sequence[str] | str) -> list[str]:
+    """Requested methods (names, comma lists, `all`, `baseline`) plus the controls."""
+    if isinstance(requested, str):
+        requested = [part.strip() for part in requested.split(",") if part.strip()]
+    expanded = [config.run["baseline"] if name == "baseline" else name for name in requested]
+    names = registry.select("methods", expanded)
+    return list(dict.fromkeys([*config.run["controls"], *names]))
+
+
+def divide_cores(jobs: int) -> int:
+    """Torch threads per trial so that jobs × threads stays within the machine's cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def build_grid(
+    config: Config,
+    registry: Registry,
+    cache_dir: Path,
+    results_dir: Path,
+    methods: Sequence[str] | str | None = None,
+    pairs: Sequence[str] | str | None = None,
+    seeds: Sequence[int] | None = None,
+) -> Grid:
+    run = config.run
+    method_names = select_methods(config, registry, methods or run["methods"])
+    pair_names = registry.select("pairs", pairs or run["pairs"])
+    seed_list = list(seeds if seeds is not None else run["seeds"])
+    registry.select("metrics", run["metrics"])
+    threads = divide_cores(run["jobs"])
+    common = {
+        "cache_dir": str(cache_dir),
+        "results_dir": str(results_dir),
+        "metrics": tuple(run["metrics"]),
+        "teacher_settings": dict(config.teacher),
+        "threads": threads,
+        "eval_jobs": threads,
+    }
+    references: list[Trial] = []
+    students: list[Trial] = []
+    datasets: dict[str, PreparedDataset] = {}
+    for dataset_name in registry.select("datasets", run["datasets"]):
+        plugin = registry.get("datasets", dataset_name)
+        params = resolve_params(
+            f"dataset.{dataset_name}", plugin.params, config.plugin_params("dataset", dataset_name)
+        )
+        dataset = plugin.prepare(params, cache_dir)
+        datasets[dataset_name] = dataset
+        base = {"dataset": dataset_name, "dataset_params": params, "dataset_identity": dataset.identity}
+        references.append(
+            Trial(id=stable_id("noisy", dataset.identity), role="noisy", **base, **common)
+        )
+        seen_teachers: set[str] = set()
+        for pair_name in pair_names:
+            pair = registry.get("pairs", pair_name)
+            teacher = pair.teacher.to_json()
+            teacher_id = stable_id(
+                "teacher", {"dataset": dataset.identity, "spec": teacher, "settings": config.teacher}
+            )
+            if teacher_id not in seen_teachers:
+                seen_teachers.add(teacher_id)
+                references.append(
+                    Trial(id=teacher_id, role="teacher", teacher_spec=teacher, **base, **common)
+                )
+            for method_name in method_names:
+                method_cls = registry.get("methods", method_name)
+                method_params = resolve_params(
+                    f"method.{method_name}",
+                    method_cls.params,
+                    config.plugin_params("method", method_name),
+                )
+                for seed in seed_list:
+                    content = {
+                        "dataset": dataset.identity,
+                        "teacher": teacher,
+                        "student": pair.student.to_json(),
+                        "teacher_settings": config.teacher,
+                        "method": method_name,
+                        "method_params": method_params,
+                        "seed": seed,
+                        "train": config.train,
+                    }
+                    students.append(
+                        Trial(
+                            id=stable_id("student", content),
+                            role="student",
+                            pair=pair_name,
+                            teacher_spec=teacher,
+                            student_spec=pair.student.to_json(),
+                            method=method_name,
+                            method_params=method_params,
+                            seed=seed,
+                            train_settings=dict(config.train),
+                            **base,
+                            **common,
+                        )
+                    )
+    return Grid(references, students, datasets, method_names, pair_names, seed_list)

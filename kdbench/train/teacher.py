@@ -1,0 +1,74 @@
+"""Teachers: trained once per (spec, dataset, settings, seed), cached, frozen, reused.
+
+A file lock around training makes concurrent workers that need the same teacher wait for
+the first one instead of training it twice; the cache file is written atomically, so a
+killed run leaves either a whole teacher or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
+from kdbench.checkpoints import build_from_checkpoint, save_checkpoint
+from kdbench.identity import stable_id
+from kdbench.train.trainer import train
+
+
+def teacher_key(spec: ModelSpec, dataset: PreparedDataset, settings: Mapping[str, Any]) -> str:
+    return stable_id(
+        "teacher",
+        {"spec": spec.to_json(), "dataset": dataset.identity, "settings": dict(settings)},
+    )
+
+
+def freeze(model: MaskDenoiser) -> MaskDenoiser:
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def get_teacher(
+    registry: Any,
+    spec: ModelSpec,
+    dataset: PreparedDataset,
+    settings: Mapping[str, Any],
+    cache_dir: Path,
+    on_step: Callable[[int, int], None] | None = None,
+) -> tuple[MaskDenoiser, dict[str, Any]]:
+    """The frozen teacher and its checkpoint metadata, training it if not cached."""
+    key = teacher_key(spec, dataset, settings)
+    path = cache_dir / "teachers" / f"{key}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(path) + ".lock"):
+        if not path.exists():
+            model = registry.get("models", spec.family).build(spec.params)
+            result = train(
+                model,
+                dataset.splits["train"],
+                dataset.splits["valid"],
+                settings,
+                seed=int(settings["seed"]),
+                sample_rate=dataset.sample_rate,
+                on_step=on_step,
+            )
+            save_checkpoint(
+                path,
+                spec,
+                model,
+                {
+                    "teacher_key": key,
+                    "dataset": dataset.identity,
+                    "settings": dict(settings),
+                    "kept_step": result.kept_step,
+                    "best_valid_loss": result.best_valid_loss,
+                    "train_seconds": result.seconds,
+                },
+            )
+    model, payload = build_from_checkpoint(path, registry)
+    return freeze(model), {**payload["meta"], "path": str(path)}

@@ -1,0 +1,1 @@
+"""The embedded procedural speech corpus."""

@@ -1,0 +1,163 @@
+"""The corpus generator: settings, per-utterance seeding, shards and the worker pool.
+
+Kept free of torch and kdbench imports so pool workers start fast. Every random draw of
+utterance `u` in a split comes from generators seeded with (seed, split, purpose, u), so
+the corpus depends neither on how utterances are grouped into shards nor on how many
+workers run them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from kdbench_plugins.datasets.procedural.noise import make_noise, mix
+from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, Talker, draw_talker, synthesize
+
+GENERATOR_VERSION = 1
+"""Part of the corpus identity: bump it whenever a change alters the generated audio."""
+
+SPLITS = ("train", "valid", "test")
+SHARD_SIZE = 24
+PEAK = 0.9
+"""Pairs are scaled so the louder of clean and noisy peaks here: no clipping when written
+as PCM, and the same gain on both keeps the pair's SNR."""
+
+_TALKER, _SPEECH, _CHOICE, _NOISE = 1, 2, 3, 4
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusSettings:
+    """Everything the audio depends on; its JSON form (plus the version) is the identity."""
+
+    counts: dict[str, int]
+    talkers: dict[str, int]
+    seconds: float
+    snrs: tuple[float, ...]
+    noises: tuple[str, ...]
+    seed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": GENERATOR_VERSION,
+            "sample_rate": SAMPLE_RATE,
+            "counts": dict(self.counts),
+            "talkers": dict(self.talkers),
+            "seconds": self.seconds,
+            "snrs": list(self.snrs),
+            "noises": list(self.noises),
+            "seed": self.seed,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    split: str
+    start: int
+    stop: int
+    settings: CorpusSettings
+
+
+@dataclasses.dataclass
+class SplitAudio:
+    clean: np.ndarray
+    noisy: np.ndarray
+    meta: list[dict[str, Any]]
+
+
+def _rng(settings: CorpusSettings, split: str, purpose: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([settings.seed, SPLITS.index(split), purpose, index])
+
+
+def split_talkers(settings: CorpusSettings, split: str) -> list[Talker]:
+    """The split's voices; the split is part of every talker's seed, so splits never share
+    one."""
+    return [
+        draw_talker(_rng(settings, split, _TALKER, k), f"{split}-t{k:03d}")
+        for k in range(settings.talkers[split])
+    ]
+
+
+def generate_shard(shard: Shard) -> tuple[Shard, SplitAudio]:
+    """Utterances `start..stop` of one split: speech, a noise type and SNR, the mixture."""
+    settings = shard.settings
+    n = int(round(settings.seconds * SAMPLE_RATE))
+    talkers = split_talkers(settings, shard.split)
+    clean = np.empty((shard.stop - shard.start, n), np.float32)
+    noisy = np.empty_like(clean)
+    meta = []
+    for row, u in enumerate(range(shard.start, shard.stop)):
+        talker = talkers[u % len(talkers)]
+        speech = synthesize(talker, _rng(settings, shard.split, _SPEECH, u), settings.seconds)
+        choice = _rng(settings, shard.split, _CHOICE, u)
+        kind = settings.noises[int(choice.integers(len(settings.noises)))]
+        snr = settings.snrs[int(choice.integers(len(settings.snrs)))]
+        noise = make_noise(kind, _rng(settings, shard.split, _NOISE, u), n)
+        mixture = mix(speech, noise, snr)
+        gain = PEAK / max(float(np.abs(mixture).max()), float(np.abs(speech).max()))
+        clean[row] = speech * gain
+        noisy[row] = mixture * gain
+        meta.append({
+            "talker": talker.id,
+            "talker_kind": talker.kind,
+            "noise": kind,
+            "snr_db": float(snr),
+            "split": shard.split,
+        })
+    return shard, SplitAudio(clean, noisy, meta)
+
+
+def plan_shards(settings: CorpusSettings) -> list[Shard]:
+    return [
+        Shard(split, start, min(start + SHARD_SIZE, settings.counts[split]), settings)
+        for split in SPLITS
+        for start in range(0, settings.counts[split], SHARD_SIZE)
+    ]
+
+
+def _run(shards: list[Shard], workers: int) -> Iterator[tuple[Shard, SplitAudio]]:
+    """Shards as they finish; in-process when one worker suffices, which also spares small
+    corpora (tests) the pool's start-up."""
+    if workers <= 1 or len(shards) <= 1:
+        yield from map(generate_shard, shards)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with ProcessPoolExecutor(min(workers, len(shards)), mp_context=context) as pool:
+        yield from pool.map(generate_shard, shards)
+
+
+def generate_corpus(
+    settings: CorpusSettings,
+    workers: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, SplitAudio]:
+    """All splits, generated over `workers` processes (default: every core).
+
+    `on_progress(done, total)` counts utterances, for a progress bar.
+    """
+    shards = plan_shards(settings)
+    total = sum(settings.counts.values())
+    n = int(round(settings.seconds * SAMPLE_RATE))
+    parts: dict[str, list[SplitAudio]] = {split: [] for split in SPLITS}
+    done = 0
+    for shard, audio in _run(shards, workers or os.cpu_count() or 1):
+        parts[shard.split].append(audio)
+        done += shard.stop - shard.start
+        if on_progress is not None:
+            on_progress(done, total)
+    corpus = {}
+    for split in SPLITS:
+        pieces = parts[split]
+        corpus[split] = SplitAudio(
+            clean=np.concatenate([p.clean for p in pieces]) if pieces else np.empty((0, n), np.float32),
+            noisy=np.concatenate([p.noisy for p in pieces]) if pieces else np.empty((0, n), np.float32),
+            meta=[m for p in pieces for m in p.meta],
+        )
+    return corpus

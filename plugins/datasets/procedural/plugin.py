@@ -1,0 +1,161 @@
+"""The `procedural` dataset: generated once per settings into the cache, then loaded.
+
+The cache directory is named by the identity (a hash of the settings and the generator
+version), written under a temporary name and renamed into place, so a reader never sees a
+half-written corpus and an interrupted run leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kdbench.api import (
+    ConfigError,
+    Dataset,
+    Param,
+    PreparedDataset,
+    Utterance,
+    hookimpl,
+    resolve_params,
+)
+from kdbench_plugins.datasets.procedural import generate
+from kdbench_plugins.datasets.procedural.generate import SPLITS, CorpusSettings, SplitAudio
+from kdbench_plugins.datasets.procedural.noise import NOISE_TYPES
+from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
+
+MIN_SECONDS = 1.0
+"""PESQ and STOI need about a second of speech to give stable scores."""
+
+
+def corpus_settings(params: Mapping[str, Any]) -> CorpusSettings:
+    """Check resolved parameters and turn them into the generator's settings."""
+    for key in ("n_train", "n_valid", "n_test"):
+        if int(params[key]) < 0:
+            raise ConfigError(f"dataset.procedural.{key}: must be >= 0, got {params[key]}")
+    for key in ("talkers_train", "talkers_valid", "talkers_test"):
+        if int(params[key]) < 1:
+            raise ConfigError(f"dataset.procedural.{key}: must be >= 1, got {params[key]}")
+    seconds = float(params["seconds"])
+    if not seconds >= MIN_SECONDS:
+        raise ConfigError(f"dataset.procedural.seconds: must be >= {MIN_SECONDS}, got {seconds}")
+    try:
+        snrs = tuple(float(s) for s in params["snrs"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"dataset.procedural.snrs: not a list of numbers: {params['snrs']!r}") from exc
+    if not snrs or not all(math.isfinite(s) for s in snrs):
+        raise ConfigError(f"dataset.procedural.snrs: need finite values, got {params['snrs']!r}")
+    noises = tuple(params["noises"])
+    if not noises:
+        raise ConfigError("dataset.procedural.noises: at least one noise type is needed")
+    if int(params["seed"]) < 0:
+        raise ConfigError(f"dataset.procedural.seed: must be >= 0, got {params['seed']}")
+    return CorpusSettings(
+        counts={split: int(params[f"n_{split}"]) for split in SPLITS},
+        talkers={split: int(params[f"talkers_{split}"]) for split in SPLITS},
+        seconds=seconds,
+        snrs=snrs,
+        noises=noises,
+        seed=int(params["seed"]),
+    )
+
+
+def identity(settings: CorpusSettings) -> str:
+    text = json.dumps(settings.to_json(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class ProceduralDataset(Dataset):
+    name: ClassVar[str] = "procedural"
+    description: ClassVar[str] = (
+        "Embedded source-filter speech (many generated talkers) mixed with procedural "
+        "noises (white, pink, brown, speech-shaped, babble, hum+fan, non-stationary)"
+    )
+    params: ClassVar[Mapping[str, Param]] = {
+        "n_train": Param(600, "training utterances", int),
+        "n_valid": Param(60, "validation utterances", int),
+        "n_test": Param(60, "test utterances", int),
+        "seconds": Param(2.0, "utterance length in seconds (>= 1)", float),
+        "talkers_train": Param(40, "distinct talkers in the training split", int),
+        "talkers_valid": Param(6, "distinct talkers in the validation split", int),
+        "talkers_test": Param(8, "distinct talkers in the test split", int),
+        "snrs": Param([-5.0, 0.0, 5.0, 10.0, 15.0, 20.0], "SNRs (dB) drawn uniformly", list),
+        "seed": Param(0, "corpus seed: talkers, sentences and noise instances", int),
+        "noises": Param(list(NOISE_TYPES), "noise types drawn uniformly", list, NOISE_TYPES),
+    }
+
+    def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
+        """Load the cached corpus for these settings, generating it first if absent."""
+        settings = corpus_settings(resolve_params(f"dataset.{self.name}", self.params, params))
+        ident = identity(settings)
+        folder = Path(cache_dir) / f"procedural-{ident}"
+        if not folder.is_dir():
+            _generate_into(settings, folder)
+        return PreparedDataset(
+            name=self.name,
+            identity=ident,
+            sample_rate=SAMPLE_RATE,
+            splits={split: _load_split(folder / f"{split}.npz") for split in SPLITS},
+            description=self.description,
+        )
+
+
+def _generate_into(settings: CorpusSettings, folder: Path) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        corpus = _generate_with_progress(settings)
+        for split, audio in corpus.items():
+            _save_split(staging / f"{split}.npz", audio)
+        (staging / "settings.json").write_text(json.dumps(settings.to_json(), indent=2))
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+            # Another process finished the same corpus first; its copy is identical.
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _generate_with_progress(settings: CorpusSettings) -> dict[str, SplitAudio]:
+    console = Console(stderr=True)
+    columns = (TextColumn("procedural corpus"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("generate", total=sum(settings.counts.values()))
+        return generate.generate_corpus(
+            settings, on_progress=lambda done, total: progress.update(task, completed=done)
+        )
+
+
+def _save_split(path: Path, audio: SplitAudio) -> None:
+    """Uncompressed so loading is a plain read; metadata as one JSON string, no pickles."""
+    np.savez(path, clean=audio.clean, noisy=audio.noisy, meta=np.array(json.dumps(audio.meta)))
+
+
+def _load_split(path: Path) -> list[Utterance]:
+    with np.load(path, allow_pickle=False) as data:
+        clean, noisy = data["clean"], data["noisy"]
+        meta = json.loads(str(data["meta"]))
+    split = path.stem
+    return [
+        Utterance(id=f"{split}-{index:05d}", clean=clean[index], noisy=noisy[index], meta=info)
+        for index, info in enumerate(meta)
+    ]
+
+
+@hookimpl
+def kdbench_register_datasets(register: Any) -> None:
+    register.add(ProceduralDataset())

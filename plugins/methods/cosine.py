@@ -1,0 +1,108 @@
+"""The paper's method: align the direction of the student's latent with the teacher's.
+
+Luong, Heikkinen, Drossos, Virtanen, "Knowledge Distillation for Speech Denoising by
+Latent Representation Alignment with Cosine Distance", AES 158th Convention (2025),
+arXiv:2505.03442. A learned 1x1 convolution (the linear inverted bottleneck) widens the
+student's latent to the teacher's channels, so widths need not match; the cosine ignores
+scale, so the student copies the teacher's direction, not its distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdbench.api import Batch, DenoiserOutput, KDLoss, KDMethod, Param, hookimpl
+from kdbench_plugins.methods.latent_matching import (
+    build_aligners,
+    latents_param,
+    match_latents,
+    match_param,
+    paired_tensors,
+    resample_param,
+)
+
+
+def cosine_distance(z_s: torch.Tensor, z_t: torch.Tensor, axis: str) -> torch.Tensor:
+    """Mean of 1 - cos over the vectors `axis` defines, for (batch, channels, freq, frames).
+
+    frame: one vector of channels x freq per frame; channel: one vector of channels per
+    time-frequency bin; flat: one vector per sample. Flattening contiguous leading axes
+    is a view, so no map is copied.
+    """
+    if axis == "frame":
+        z_s, z_t = z_s.flatten(1, 2), z_t.flatten(1, 2)
+    elif axis == "flat":
+        z_s, z_t = z_s.flatten(1), z_t.flatten(1)
+    return (1.0 - F.cosine_similarity(z_s, z_t, dim=1)).mean()
+
+
+class CosineLoss(KDLoss):
+    def __init__(
+        self, pairs: list[tuple[str, str]], aligners: nn.ModuleList, weight: float, axis: str
+    ) -> None:
+        super().__init__()
+        self.pairs = pairs
+        self.aligners = aligners
+        self.weight = weight
+        self.axis = axis
+
+    def forward(
+        self, student: DenoiserOutput, teacher: DenoiserOutput | None, batch: Batch
+    ) -> torch.Tensor:
+        assert teacher is not None, "cosine needs the teacher's latents"
+        total = sum(
+            cosine_distance(*align(z_s, z_t), self.axis)
+            for align, (z_s, z_t) in zip(
+                self.aligners, paired_tensors(self.pairs, student.latents, teacher.latents)
+            )
+        )
+        return self.weight / len(self.pairs) * total
+
+
+class CosineMethod(KDMethod):
+    """Cosine distance between the projected student latent and the teacher latent.
+
+    Each term lies in [0, 2] and is unchanged by positive scaling of either latent (the
+    projection has no bias for that reason). Terms are averaged over the matched latents.
+    """
+
+    name = "cosine"
+    description = "Cosine distance between projected student and teacher latents (the paper)"
+    params: Mapping[str, Param] = {
+        "weight": Param(1.0, "KD weight lambda", float),
+        "latents": latents_param(["bottleneck"]),
+        "match": match_param(),
+        "axis": Param(
+            "frame",
+            "vectors compared: frame (channels x freq per frame), channel (channels per "
+            "time-frequency bin) or flat (one per sample)",
+            str,
+            ("frame", "channel", "flat"),
+        ),
+        "resample": resample_param(),
+    }
+
+    def build(
+        self,
+        teacher_latents: Mapping[str, torch.Size],
+        student_latents: Mapping[str, torch.Size],
+    ) -> CosineLoss:
+        pairs = match_latents(self.hparams["latents"], teacher_latents, student_latents)
+        aligners = build_aligners(
+            pairs,
+            teacher_latents,
+            student_latents,
+            self.hparams["match"],
+            self.hparams["resample"],
+        )
+        return CosineLoss(pairs, aligners, self.hparams["weight"], self.hparams["axis"])
+
+
+@hookimpl
+def kdbench_register_methods(register: Any) -> None:
+    register.add(CosineMethod)

@@ -1,0 +1,115 @@
+"""The mask UNet of the paper's house style, sized by width, depth and kernel.
+
+Encoder: strided Conv2d blocks (stride 2, BatchNorm, LeakyReLU 0.2), one per entry of
+`channels`. Decoder: ConvTranspose2d blocks with concatenated skips, BatchNorm, ReLU and
+optional Dropout2d in the first three (the paper's 0.5; CPU presets use 0 because tiny
+students trained for a few hundred steps only lose from it). A sigmoid mask multiplies the
+noisy magnitude. The input is log1p-compressed so that BatchNorm sees a sane dynamic range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdbench.api import MaskDenoiser, ModelFamily, hookimpl
+
+DEFAULTS: dict[str, Any] = {
+    "channels": [16, 32, 64, 128],
+    "kernel": 5,
+    "dropout": 0.0,
+    "n_fft": 512,
+    "hop": 128,
+}
+
+
+def _encoder_block(cin: int, cout: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride=2, padding=kernel // 2),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.2),
+    )
+
+
+def _decoder_block(cin: int, cout: int, kernel: int, dropout: float, last: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.ConvTranspose2d(cin, cout, kernel, stride=2, padding=kernel // 2, output_padding=1)
+    ]
+    if not last:
+        layers += [nn.BatchNorm2d(cout), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout2d(dropout))
+    return nn.Sequential(*layers)
+
+
+class UNet(MaskDenoiser):
+    """Latents: ``enc1..encN`` (encoder outputs), ``bottleneck`` (the deepest encoder
+    output, the paper's distillation point) and ``dec1..dec{N-1}`` (decoder outputs in
+    processing order, deepest first)."""
+
+    def __init__(
+        self,
+        channels: Sequence[int],
+        kernel: int,
+        dropout: float = 0.0,
+        n_fft: int = 512,
+        hop: int = 128,
+    ) -> None:
+        super().__init__(n_fft=n_fft, hop=hop)
+        if kernel % 2 == 0 or kernel < 1:
+            raise ValueError(f"unet kernel must be odd and positive, got {kernel}")
+        channels = list(channels)
+        inputs = [1, *channels[:-1]]
+        self.encoder = nn.ModuleList(
+            _encoder_block(cin, cout, kernel) for cin, cout in zip(inputs, channels)
+        )
+        depth = len(channels)
+        self.decoder = nn.ModuleList()
+        for level in range(depth):
+            cin = channels[-1] if level == 0 else 2 * channels[depth - 1 - level]
+            cout = 1 if level == depth - 1 else channels[depth - 2 - level]
+            self.decoder.append(
+                _decoder_block(cin, cout, kernel, dropout if level < 3 else 0.0, level == depth - 1)
+            )
+
+    def mask_network(
+        self, magnitude: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        latents: dict[str, torch.Tensor] = {}
+        skips = []
+        x = torch.log1p(magnitude)
+        for index, block in enumerate(self.encoder, start=1):
+            x = block(x)
+            skips.append(x)
+            latents[f"enc{index}"] = x
+        latents["bottleneck"] = x
+        targets = [magnitude, *skips[:-1]]
+        for level, block in enumerate(self.decoder):
+            target = targets[len(targets) - 1 - level]
+            if level > 0:
+                x = torch.cat([x, skips[len(skips) - 1 - level]], dim=1)
+            x = block(x)[..., : target.shape[-2], : target.shape[-1]]
+            if level < len(self.decoder) - 1:
+                latents[f"dec{level + 1}"] = x
+        return torch.sigmoid(x), latents
+
+
+def build_unet(params: Mapping[str, Any]) -> UNet:
+    unknown = set(params) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown unet parameter(s) {sorted(unknown)}; allowed: {sorted(DEFAULTS)}")
+    return UNet(**{**DEFAULTS, **params})
+
+
+@hookimpl
+def kdbench_register_models(register) -> None:
+    register.add(
+        ModelFamily(
+            name="unet",
+            description="STFT-mask UNet: strided conv encoder, skip-connected decoder",
+            build=build_unet,
+        )
+    )

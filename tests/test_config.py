@@ -1,0 +1,50 @@
+"""Presets and overrides: every bad key names itself and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdbench.config import load_config, preset_names
+from kdbench.errors import ConfigError
+
+
+def test_shipped_presets_load_and_quick_is_there():
+    assert {"quick", "ci"} <= set(preset_names())
+    for name in preset_names():
+        load_config(name)
+
+
+def test_overrides_are_coerced_to_the_declared_types():
+    config = load_config("quick", ["train.steps=7", "run.seeds=3,4", "train.lr=1e-4"])
+    assert config.train["steps"] == 7
+    assert config.run["seeds"] == [3, 4]
+    assert config.train["lr"] == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.stepz=3", r"train\.stepz: unknown parameter; allowed: .*steps"),
+        ("trian.steps=3", r"trian: unknown section; allowed: .*train"),
+        ("train.steps=many", r"train\.steps: expected int, got 'many'"),
+        ("train.checkpoint=best_test", r"train\.checkpoint: 'best_test' is not one of: last, best_valid"),
+        ("method.cosine.wieght=1", r"method\.cosine\.wieght: unknown parameter; allowed: .*weight"),
+        ("method.cosinus.weight=1", r"unknown method 'cosinus'"),
+        ("dataset.procedural.n_trian=3", r"dataset\.procedural\.n_trian: unknown parameter"),
+        ("nonsense", r"expected section\.key=value"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key_and_the_allowed_values(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("quick", [override])
+
+
+def test_unknown_preset_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match="unknown preset 'quik'.*quick"):
+        load_config("quik")
+
+
+def test_a_preset_file_path_works(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[train]\nsteps = 5\n')
+    assert load_config(str(path)).train["steps"] == 5
