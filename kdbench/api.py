@@ -240,6 +240,15 @@ class KDLoss(nn.Module):
     ) -> torch.Tensor:
         raise NotImplementedError
 
+    def teacher_reads(self) -> frozenset[str] | None:
+        """The teacher outputs this loss reads: latent names, or ``"magnitude"``.
+
+        Declaring them lets the trainer keep exactly those per training crop and skip the
+        teacher's forward pass on crops it has already seen; the teacher output a loss then
+        receives holds only these. `None` (the default) runs the teacher at every step.
+        """
+        return None
+
     def task_weight(self, batch: Batch) -> float:
         """Weight of the task loss at this step; a schedule (KD-only warm-up) overrides it."""
         return 1.0

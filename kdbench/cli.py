@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -88,8 +89,13 @@ def main() -> None:
 @click.option("--jobs", type=int, help="trials at once (default: the preset's run.jobs)")
 @click.option("--executor", "executor_name", help="executor plugin (default: the preset's)")
 @click.option("--retry-failed", is_flag=True, help="run failed trials again")
+@click.option(
+    "--address", help="Ray cluster to join (ray://host:port or auto); implies --executor ray"
+)
 @reports_errors
-def run(preset, methods, pairs, seeds, overrides, results, jobs, executor_name, retry_failed) -> None:
+def run(
+    preset, methods, pairs, seeds, overrides, results, jobs, executor_name, retry_failed, address
+) -> None:
     """Run the grid (skipping finished trials) and print the leaderboard."""
     from kdbench.api import resolve_params
     from kdbench.leaderboard import collect, render_terminal
@@ -98,6 +104,11 @@ def run(preset, methods, pairs, seeds, overrides, results, jobs, executor_name, 
     extra = []
     if jobs is not None:
         extra.append(f"run.jobs={jobs}")
+    if address is not None:
+        if executor_name not in (None, "ray"):
+            raise KdbenchError(f"--address joins a Ray cluster; it needs --executor ray, not {executor_name}")
+        executor_name = "ray"
+        extra.append(f"executor.ray.address={address}")
     if executor_name is not None:
         extra.append(f"run.executor={executor_name}")
     config, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results, extra)
@@ -122,15 +133,82 @@ def run(preset, methods, pairs, seeds, overrides, results, jobs, executor_name, 
     render_terminal(collect(grid, store, config), console)
 
 
+def _command_line(ctx: click.Context) -> str:
+    """The command as given, rebuilt from the options the user set.
+
+    Rebuilt rather than read from sys.argv so that it is right however the command was
+    invoked (console script, `python -m`, a test runner); defaults are left out.
+    """
+    words = ["kdbench", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            words.append(flag)
+        else:
+            for item in value if param.multiple else [value]:
+                words += [flag, str(item)]
+    return shlex.join(words)
+
+
+@main.command()
+@grid_options
+@click.option(
+    "--format", "fmt", type=click.Choice(["terminal", "md", "csv", "latex", "html", "json"]),
+    default="terminal", show_default=True, help="output format, printed to stdout",
+)
+@click.option("--dataset", "only_datasets", multiple=True, help="show only these dataset(s)")
+@click.option("--pair", "only_pairs", multiple=True, help="show only these pair(s)")
+@click.option("--metric", "only_metrics", multiple=True, help="show only these metric(s)")
+@click.option("--only-method", "only_methods", multiple=True, help="show only these method(s)")
+@click.option(
+    "--publish", type=click.Path(file_okay=False), metavar="DIR",
+    help="write DIR/<dataset>-<preset>/ (README.md, CSV, LaTeX, plots, trial export)",
+)
+@click.pass_context
+@reports_errors
+def leaderboard(
+    ctx, preset, methods, pairs, seeds, overrides, results, fmt,
+    only_datasets, only_pairs, only_metrics, only_methods, publish,
+) -> None:
+    """Print the leaderboard of a grid from the results store (nothing is trained).
+
+    Filters (repeatable or comma lists) only hide rows: p-values keep the Holm correction
+    of the whole grid.
+    """
+    from kdbench.leaderboard import collect, render_terminal, select
+
+    config, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results)
+    data = select(
+        collect(grid, store, config),
+        datasets=only_datasets, pairs=only_pairs, metrics=only_metrics, methods=only_methods,
+    )
+    if publish:
+        from kdbench.publish import publish as write_pages
+
+        for page in write_pages(data, Path(publish), _command_line(ctx)):
+            err_console.print(f"wrote {page}")
+        return
+    if fmt == "terminal":
+        render_terminal(data, console)
+        return
+    from kdbench.formats import render
+
+    click.echo(render(data, fmt), nl=False)
+
+
 @main.command()
 @grid_options
 @reports_errors
-def leaderboard(preset, methods, pairs, seeds, overrides, results) -> None:
-    """Print the leaderboard of a grid from the results store (nothing is trained)."""
-    from kdbench.leaderboard import collect, render_terminal
+def status(preset, methods, pairs, seeds, overrides, results) -> None:
+    """Show where a grid stands: done, running, failed, pending per cell, and why trials
+    failed (nothing is run)."""
+    from kdbench.status import grid_status, render_status
 
-    config, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results)
-    render_terminal(collect(grid, store, config), console)
+    _, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results)
+    render_status(grid_status(grid, store), console)
 
 
 @main.command(name="list")
@@ -165,3 +243,14 @@ def list_command(kind: str | None) -> None:
             table.add_row(name, entry.description, shown, entry.plugin)
         console.print(table)
 
+
+
+def _add_subcommands() -> None:
+    from kdbench.cli_data import data
+    from kdbench.cli_deploy import denoise, export
+
+    for command in (data, denoise, export):
+        main.add_command(command)
+
+
+_add_subcommands()

@@ -40,6 +40,11 @@ TRAIN_PARAMS: dict[str, Param] = {
     "steps": Param(400, "optimizer steps", int),
     "batch_size": Param(16, "crops per batch", int),
     "crop_seconds": Param(1.0, "length of the random training crops", float),
+    "crop_grid_seconds": Param(
+        0.125,
+        "crop starts lie on this grid, so teacher outputs per crop can be reused",
+        float,
+    ),
     "lr": Param(1e-3, "Adam learning rate", float),
     "grad_clip": Param(5.0, "gradient-norm clip (0 = off)", float),
     "task_loss": Param("magnitude_l1", "denoising loss against the clean target", str, tuple(TASK_LOSSES)),

@@ -107,7 +107,8 @@ def find_trial(store: Store, trial_id: str) -> StudentRef:
         shown = ", ".join(sorted(matches["id"])[:5])
         raise KdbenchError(
             f"trial id prefix {trial_id!r} is ambiguous in {store.path}: {len(matches)} "
-            f"student trials match ({shown}{', ...' if len(matches) > 5 else ''}); give more characters"
+            f"student trials match ({shown}{', ...' if len(matches) > 5 else ''}); "
+            f"give more characters"
         )
     return _ref(store, matches.iloc[0])
 
@@ -185,7 +186,9 @@ def denoise_file(
     """
     in_path, out_path = Path(in_path), Path(out_path)
     if out_path.resolve() == in_path.resolve():
-        raise KdbenchError(f"{out_path}: refusing to overwrite the input file; choose another output")
+        raise KdbenchError(
+            f"{out_path}: refusing to overwrite the input file; choose another output"
+        )
     info = audio_info(in_path)
     audio = read_audio(in_path, student.sample_rate)
     minimum = student.model.n_fft // 2 + 1
@@ -196,7 +199,9 @@ def denoise_file(
         )
     estimate = denoise_array(student.model, audio)
     if info.sample_rate != student.sample_rate:
-        estimate = AF.resample(torch.from_numpy(estimate), student.sample_rate, info.sample_rate).numpy()
+        estimate = AF.resample(
+            torch.from_numpy(estimate), student.sample_rate, info.sample_rate
+        ).numpy()
     estimate = np.pad(estimate[: info.frames], (0, max(0, info.frames - estimate.shape[0])))
     return write_audio(out_path, estimate, info.sample_rate, subtype=subtype)
 

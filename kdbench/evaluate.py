@@ -52,6 +52,11 @@ class Score:
     reason: str | None  # why undefined, else None
 
 
+MIN_ITEMS_PER_WORKER = 24
+"""A spawned worker costs seconds to import torch and the metric packages; below this many
+utterances per worker that start-up costs more than scoring serially saves."""
+
+
 def score_utterances(
     metrics: Sequence[Metric],
     items: Sequence[Item],
@@ -68,6 +73,7 @@ def score_utterances(
     """
     if not items:
         return []
+    jobs = min(jobs, len(items) // MIN_ITEMS_PER_WORKER)
     if jobs <= 1:
         return _run_serial(metrics, items, sample_rate, progress)
     return _run_parallel(metrics, items, sample_rate, jobs, progress)

@@ -33,6 +33,17 @@ class Grid:
         return [*self.references, *self.students]
 
 
+def _give_teachers_the_idle_cores(references: list[Trial], jobs: int) -> list[Trial]:
+    """Teachers train in a stage of their own, usually one at a time: let each use the
+    cores the students will later share, instead of one thread while the others idle."""
+    teachers = sum(1 for trial in references if trial.role == "teacher")
+    threads = divide_cores(min(jobs, max(teachers, 1)))
+    return [
+        dataclasses.replace(trial, threads=threads) if trial.role == "teacher" else trial
+        for trial in references
+    ]
+
+
 def select_methods(config: Config, registry: Registry, requested: Sequence[str] | str) -> list[str]:
     """Requested methods (names, comma lists, `all`, `baseline`) plus the controls."""
     if isinstance(requested, str):
@@ -129,4 +140,5 @@ def build_grid(
                             **common,
                         )
                     )
+    references = _give_teachers_the_idle_cores(references, run["jobs"])
     return Grid(references, students, datasets, method_names, pair_names, seed_list)

@@ -9,21 +9,34 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from kdbench import stats
 from kdbench.config import Config
+from kdbench.errors import KdbenchError
 from kdbench.grid import Grid
 from kdbench.registry import get_registry
 from kdbench.store import Store
 
+CONTROL_MARKS = ("*", "**")
+"""Significance vs the control (p_holm < 0.05, < 0.01)."""
+BASELINE_MARKS = ("†", "‡")
+"""Significance vs the baseline; different symbols so the two comparisons never blur."""
+
 
 @dataclasses.dataclass
 class LeaderboardData:
-    """Everything a table needs, gathered once from the store."""
+    """Everything a table needs, gathered once from the store.
+
+    `datasets`, `pairs`, `methods` and `metrics` are what is shown; they start as the
+    whole grid and shrink under `select`. The statistics in `summary` are always those of
+    the whole grid, so hiding rows never changes a Holm-corrected p.
+    """
 
     grid: Grid
     config: Config
@@ -31,11 +44,44 @@ class LeaderboardData:
     scores: pd.DataFrame
     references: pd.DataFrame
     summary: pd.DataFrame
+    ranks: pd.DataFrame
     higher_is_better: dict[str, bool]
     reference_methods: list[str]
+    control: str | None
+    baseline: str | None
     student_size: dict[tuple[str, str], dict[str, float]]
     teacher_size: dict[str, float]
     missing: dict[tuple[str, str, str], int]
+    undefined: pd.DataFrame
+    trial_means: pd.DataFrame
+    datasets: list[str]
+    pairs: list[str]
+    methods: list[str]
+    metrics: list[str]
+
+    def cell(self, dataset: str, pair: str, method: str, metric: str) -> pd.Series | None:
+        """The summary row of one cell, or None when no seed of it has a score."""
+        summary = self.summary
+        if not len(summary):
+            return None
+        rows = summary[
+            (summary["dataset"] == dataset)
+            & (summary["pair"] == pair)
+            & (summary["method"] == method)
+            & (summary["metric"] == metric)
+        ]
+        return rows.iloc[0] if len(rows) else None
+
+    def reference(self, dataset: str, role: str, metric: str) -> pd.Series | None:
+        refs = self.references
+        chosen = (refs["dataset"] == dataset) & (refs["role"] == role) & (refs["metric"] == metric)
+        rows = refs[chosen]
+        return rows.iloc[0] if len(rows) else None
+
+    @property
+    def comparisons(self) -> list[str]:
+        """The references every table compares with: the first control and the baseline."""
+        return [ref for ref in dict.fromkeys([self.control, self.baseline]) if ref]
 
 
 def _reference_methods(grid: Grid, config: Config) -> list[str]:
@@ -43,7 +89,14 @@ def _reference_methods(grid: Grid, config: Config) -> list[str]:
     return [name for name in dict.fromkeys(wanted) if name in grid.methods]
 
 
+def _ranks(summary: pd.DataFrame, higher: dict[str, bool], references: list[str]) -> pd.DataFrame:
+    if not len(summary):
+        return pd.DataFrame()
+    return stats.rank_summary(summary, higher, references=references)
+
+
 def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
+    """Read the grid's trials and scores from the store and compute every statistic once."""
     registry = get_registry()
     metrics = list(config.run["metrics"])
     higher = {name: registry.get("metrics", name).higher_is_better for name in metrics}
@@ -67,12 +120,28 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         .agg(["mean", "std", "count"])
         .reset_index()
     )
+    undefined = (
+        merged.assign(undefined=merged["value"].isna())
+        .groupby(["metric", "role"])["undefined"]
+        .agg(n_undefined="sum", n_scores="count")
+        .reset_index()
+    )
+    trial_means = (
+        merged.groupby(["trial_id", "metric"])["value"].mean().unstack("metric")
+        if len(merged)
+        else pd.DataFrame()
+    ).reindex(columns=metrics)
     reference_methods = _reference_methods(grid, config)
     summary = (
-        stats.summarize(student_scores, higher, references=reference_methods, expected_seeds=grid.seeds)
+        stats.summarize(
+            student_scores, higher, references=reference_methods, expected_seeds=grid.seeds
+        )
         if len(student_scores)
         else pd.DataFrame()
     )
+    control = next((m for m in config.run["controls"] if m in grid.methods), None)
+    baseline = config.run["baseline"] if config.run["baseline"] in grid.methods else None
+    comparisons = [ref for ref in dict.fromkeys([control, baseline]) if ref]
     student_size = {
         (row.pair, row.method): row.model for row in done[done["role"] == "student"].itertuples()
     }
@@ -85,90 +154,261 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
             key = (trial.dataset, trial.pair or "", trial.method or "")
             missing[key] = missing.get(key, 0) + 1
     return LeaderboardData(
-        grid, config, trials, student_scores, references, summary, higher,
-        reference_methods, student_size, teacher_size, missing,
+        grid=grid,
+        config=config,
+        trials=trials,
+        scores=student_scores,
+        references=references,
+        summary=summary,
+        ranks=_ranks(summary, higher, comparisons),
+        higher_is_better=higher,
+        reference_methods=reference_methods,
+        control=control,
+        baseline=baseline,
+        student_size=student_size,
+        teacher_size=teacher_size,
+        missing=missing,
+        undefined=undefined,
+        trial_means=trial_means,
+        datasets=list(grid.datasets),
+        pairs=list(grid.pairs),
+        methods=list(grid.methods),
+        metrics=metrics,
     )
 
 
-def significance_mark(p: float) -> str:
+def _chosen(kind: str, requested: Iterable[str] | None, available: Sequence[str]) -> list[str]:
+    """The requested names (comma lists allowed) in grid order; an unknown one is an error."""
+    names = [part.strip() for item in requested or () for part in item.split(",") if part.strip()]
+    if not names:
+        return list(available)
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise KdbenchError(
+            f"--{kind} {', '.join(unknown)}: not in this grid; available: {', '.join(available)}"
+        )
+    return [name for name in available if name in names]
+
+
+def select(
+    data: LeaderboardData,
+    datasets: Iterable[str] | None = None,
+    pairs: Iterable[str] | None = None,
+    metrics: Iterable[str] | None = None,
+    methods: Iterable[str] | None = None,
+) -> LeaderboardData:
+    """Show only some datasets, pairs, metrics or methods.
+
+    Means, deltas and p-values stay those computed on the whole grid: hiding rows must not
+    shrink the Holm family and so make a comparison look more significant. The rank
+    summary is recomputed over what is shown, because a rank is only meaningful among the
+    methods and pairs a reader sees.
+    """
+    shown = dataclasses.replace(
+        data,
+        datasets=_chosen("dataset", datasets, data.datasets),
+        pairs=_chosen("pair", pairs, data.pairs),
+        metrics=_chosen("metric", metrics, data.metrics),
+        methods=_chosen("only-method", methods, data.methods),
+    )
+    summary = data.summary
+    if len(summary):
+        summary = summary[
+            summary["dataset"].isin(shown.datasets)
+            & summary["pair"].isin(shown.pairs)
+            & summary["metric"].isin(shown.metrics)
+            & summary["method"].isin(shown.methods)
+        ].reset_index(drop=True)
+    refs = data.references
+    shown.references = refs[
+        refs["dataset"].isin(shown.datasets) & refs["metric"].isin(shown.metrics)
+    ]
+    shown.summary = summary
+    shown.trials = data.trials[data.trials["dataset"].isin(shown.datasets)].reset_index(drop=True)
+    shown.ranks = _ranks(summary, data.higher_is_better, data.comparisons)
+    return shown
+
+
+def significance_mark(p: float | None, symbols: tuple[str, str] = CONTROL_MARKS) -> str:
+    """`symbols[0]` for p < 0.05, `symbols[1]` for p < 0.01, nothing otherwise or untested."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return ""
-    return "**" if p < 0.01 else "*" if p < 0.05 else ""
+    return symbols[1] if p < 0.01 else symbols[0] if p < 0.05 else ""
 
 
-def _format_params(count: float | None) -> str:
+def best_methods(data: LeaderboardData) -> set[tuple[str, str, str, str]]:
+    """(dataset, pair, metric, method) of the best shown mean per (dataset, pair, metric).
+
+    Only complete cells compete: an incomplete cell's mean rests on fewer seeds and could
+    win by luck of which seeds happen to be there.
+    """
+    best: set[tuple[str, str, str, str]] = set()
+    summary = data.summary
+    if not len(summary):
+        return best
+    eligible = summary[summary["complete"].astype(bool) & summary["mean"].notna()]
+    for (dataset, pair, metric), group in eligible.groupby(["dataset", "pair", "metric"]):
+        top = group["mean"].max() if data.higher_is_better[metric] else group["mean"].min()
+        for method in group.loc[group["mean"] == top, "method"]:
+            best.add((dataset, pair, metric, method))
+    return best
+
+
+def format_count(count: float | None) -> str:
+    """Parameter or MAC counts to 3 significant digits (38.2k, 226M): a column has room for 5."""
     if not count:
         return "—"
-    return f"{count / 1e3:.1f}k" if count < 1e6 else f"{count / 1e6:.2f}M"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if count >= scale:
+            return f"{count / scale:.3g}{suffix}"
+    return f"{count:.0f}"
+
+
+def format_number(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def mean_std(row: pd.Series) -> str:
+    """`1.605±0.024`; a single seed has no spread, shown as ±— rather than ±0."""
+    return f"{format_number(row['mean'])}±{format_number(row['std'])}"
+
+
+def is_true(value: object) -> bool:
+    """True for a definite True; a nullable boolean's <NA> (not compared) is not True."""
+    return value is not pd.NA and bool(value)
+
+
+def seeds_label(data: LeaderboardData, row: pd.Series) -> str:
+    return f"{int(row['n_seeds'])}/{len(data.grid.seeds)} seeds"
+
+
+def wtl(row: pd.Series, ref: str) -> str:
+    """Wins/ties/losses against `ref` as `W/T/L`."""
+    return "/".join(str(int(row[f"{kind}_{ref}"])) for kind in ("wins", "ties", "losses"))
 
 
 def render_terminal(data: LeaderboardData, console: Console) -> None:
-    """One rich table per dataset: pairs × methods, mean ± std and Δ to the first control."""
-    metrics = list(data.config.run["metrics"])
-    control = data.reference_methods[0] if data.reference_methods else None
-    for dataset in data.grid.datasets:
-        table = Table(title=f"kdbench leaderboard — {dataset} ({data.grid.datasets[dataset].identity})")
+    """One compact rich table per dataset, then the rank summary across pairs.
+
+    Cells are `mean±std` plus significance marks so three metrics fit in ~110 columns;
+    the deltas, p-values and effect sizes are in the other formats (`--format md`).
+    """
+    best = best_methods(data)
+    for dataset in data.datasets:
+        identity = data.grid.datasets[dataset].identity
+        table = Table(
+            title=f"kdbench — {dataset} ({identity})", box=box.SIMPLE_HEAD, padding=(0, 1),
+            collapse_padding=True, pad_edge=False,
+        )
         table.add_column("pair")
         table.add_column("method")
         table.add_column("params", justify="right")
-        for metric in metrics:
+        table.add_column("MAC/s", justify="right")
+        for metric in data.metrics:
             arrow = "↑" if data.higher_is_better[metric] else "↓"
-            table.add_column(f"{metric} {arrow}", justify="right")
-            if control:
-                table.add_column(f"Δ {control}", justify="right")
-        refs = data.references[data.references["dataset"] == dataset]
+            table.add_column(f"{metric}{arrow}", justify="right", overflow="fold")
         for role, label in (("noisy", "noisy input"), ("teacher", "teacher")):
             cells = []
-            for metric in metrics:
-                row = refs[(refs["role"] == role) & (refs["metric"] == metric)]
-                cells.append(f"{row['mean'].iloc[0]:.3f}" if len(row) else "—")
-                if control:
-                    cells.append("")
-            size = _format_params(data.teacher_size.get("params")) if role == "teacher" else "—"
-            table.add_row("[dim]reference[/dim]", f"[dim]{label}[/dim]", size, *cells)
-        summary = data.summary
-        for pair in data.grid.pairs:
+            for metric in data.metrics:
+                ref = data.reference(dataset, role, metric)
+                cells.append(format_number(ref["mean"]) if ref is not None else "—")
+            sizes = (
+                [format_count(data.teacher_size.get(k)) for k in ("params", "macs_per_second")]
+                if role == "teacher"
+                else ["—", "—"]
+            )
+            table.add_row("[dim]ref[/dim]", f"[dim]{label}[/dim]", *sizes, *cells)
+        for pair in data.pairs:
             table.add_section()
-            for method in data.grid.methods:
-                cells = []
-                for metric in metrics:
-                    row = (
-                        summary[
-                            (summary["dataset"] == dataset)
-                            & (summary["pair"] == pair)
-                            & (summary["method"] == method)
-                            & (summary["metric"] == metric)
-                        ]
-                        if len(summary)
-                        else summary
-                    )
-                    if not len(row):
-                        cells.append("[dim]pending[/dim]")
-                        if control:
-                            cells.append("")
-                        continue
-                    row = row.iloc[0]
-                    text = f"{row['mean']:.3f} ± {0.0 if math.isnan(row['std']) else row['std']:.3f}"
-                    if not row["complete"]:
-                        text += " [yellow](incomplete)[/yellow]"
-                    cells.append(text)
-                    if control and method != control and f"delta_{control}" in row:
-                        delta = row[f"delta_{control}"]
-                        mark = significance_mark(row[f"p_holm_{control}"])
-                        cells.append("" if math.isnan(delta) else f"{delta:+.3f}{mark}")
-                    elif control:
-                        cells.append("")
+            for method in data.methods:
+                cells = [
+                    _terminal_cell(data, data.cell(dataset, pair, method, metric), best)
+                    for metric in data.metrics
+                ]
                 missing = data.missing.get((dataset, pair, method), 0)
                 label = method + (f" [yellow]({missing} missing)[/yellow]" if missing else "")
-                size = _format_params(data.student_size.get((pair, method), {}).get("params"))
-                table.add_row(pair, label, size, *cells)
+                size = data.student_size.get((pair, method), {})
+                table.add_row(
+                    pair, label, format_count(size.get("params")),
+                    format_count(size.get("macs_per_second")), *cells,
+                )
         console.print(table)
-    seeds = len(data.grid.seeds)
-    console.print(
-        f"[dim]mean ± std over {seeds} seed(s). Δ = method − {control}; "
-        "* p<0.05, ** p<0.01: Wilcoxon signed-rank on per-utterance differences paired by "
-        "(seed, utterance), Holm-corrected per table.[/dim]"
+        _render_ranks(data, dataset, console)
+    _render_legend(data, console)
+
+
+def _terminal_cell(
+    data: LeaderboardData, row: pd.Series | None, best: set[tuple[str, str, str, str]]
+) -> str:
+    if row is None:
+        return "[yellow]missing[/yellow]"
+    text = mean_std(row)
+    if (row["dataset"], row["pair"], row["metric"], row["method"]) in best:
+        text = f"[bold]{text}[/bold]"
+    for ref, symbols in ((data.control, CONTROL_MARKS), (data.baseline, BASELINE_MARKS)):
+        if ref and ref != row["method"]:
+            mark = significance_mark(row[f"p_holm_{ref}"], symbols)
+            if mark:
+                colour = "green" if is_true(row[f"better_{ref}"]) else "red"
+                text += f"[{colour}]{mark}[/{colour}]"
+    if row["n_undefined"]:
+        text += f" [dim]u{int(row['n_undefined'])}[/dim]"
+    if not row["complete"]:
+        text += f" [yellow]({seeds_label(data, row)})[/yellow]"
+    return text
+
+
+def _render_ranks(data: LeaderboardData, dataset: str, console: Console) -> None:
+    ranks = data.ranks
+    if not len(ranks):
+        return
+    ranks = ranks[ranks["dataset"] == dataset]
+    table = Table(
+        title=f"rank summary across pairs — {dataset}", box=box.SIMPLE_HEAD, padding=(0, 1),
+        collapse_padding=True, pad_edge=False,
     )
-    warning = stats.seed_count_warning(seeds)
+    table.add_column("metric")
+    table.add_column("method")
+    table.add_column("mean rank", justify="right")
+    table.add_column("pairs", justify="right")
+    for ref in data.comparisons:
+        table.add_column(f"W/T/L vs {ref}", justify="right")
+    for metric in data.metrics:
+        table.add_section()
+        chosen = ranks[ranks["metric"] == metric].sort_values("mean_rank", kind="stable")
+        for _, row in chosen.iterrows():
+            pairs = f"{int(row['n_pairs'])}"
+            if row["n_incomplete"]:
+                pairs += f" [yellow]({int(row['n_incomplete'])} incomplete)[/yellow]"
+            table.add_row(
+                metric, row["method"], format_number(row["mean_rank"], 2), pairs,
+                *[wtl(row, ref) if ref != row["method"] else "—" for ref in data.comparisons],
+            )
+    console.print(table)
+
+
+def legend(data: LeaderboardData) -> list[str]:
+    """How to read a table, as sentences shared by every format."""
+    lines = [f"mean±std over {len(data.grid.seeds)} seed(s) of the per-seed mean over utterances; "
+             "bold = best complete mean of the pair."]
+    if data.control:
+        lines.append(f"{'/'.join(CONTROL_MARKS)}: Holm p<0.05/0.01 vs {data.control} "
+                     "(terminal: green = better, red = worse)")
+    if data.baseline:
+        lines.append(f"{'/'.join(BASELINE_MARKS)}: Holm p<0.05/0.01 vs baseline {data.baseline}")
+    else:
+        lines.append(
+            f"baseline {data.config.run['baseline']} is not in this grid: no comparison with it"
+        )
+    lines.append("uN: N utterance scores undefined (excluded); (k/n seeds): incomplete cell.")
+    warning = stats.seed_count_warning(len(data.grid.seeds))
     if warning:
-        console.print(f"[dim]{warning}[/dim]")
+        lines.append(warning)
+    return lines
+
+
+def _render_legend(data: LeaderboardData, console: Console) -> None:
+    for line in legend(data):
+        console.print(f"[dim]{line}[/dim]")

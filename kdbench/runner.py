@@ -2,19 +2,26 @@
 
 Each outcome is written to the store the moment it arrives, so a killed run loses only the
 trials in flight; a rerun computes the same ids and skips what is already there.
+
+While trials run, one live view shows the grid (trials done, ETA) and a bar of training
+steps for each trial in flight. Workers report through their executor (see
+`kdbench.progress`); the reports arrive on the driver's thread, which also notes each
+started trial in the store's `running` table for `kdbench status`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -22,6 +29,7 @@ from rich.progress import (
 
 from kdbench.api import Executor
 from kdbench.grid import Grid
+from kdbench.progress import Event, ReportingExecutor, Started, Step
 from kdbench.store import FINAL_STATUSES, Store
 from kdbench.trial import Outcome, Trial, execute
 
@@ -52,15 +60,89 @@ def pending(trials: Sequence[Trial], store: Store, retry_failed: bool) -> list[T
     return keep
 
 
+class LiveView:
+    """The grid's progress and a step bar per trial in flight, fed by worker reports."""
+
+    def __init__(self, console: Console, store: Store, total: int) -> None:
+        self.store = store
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.overall = self.progress.add_task("trials", total=total)
+        self.bars: dict[str, TaskID] = {}
+
+    def __enter__(self) -> LiveView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for task in self.bars.values():
+            self.progress.remove_task(task)
+        self.progress.stop()
+        if self.bars:  # interrupted: these will not be recorded by this driver
+            self.store.clear_running(self.bars)
+        self.bars.clear()
+
+    def stage(self, name: str) -> None:
+        self.progress.update(self.overall, description=f"trials ({name})")
+
+    def report(self, trial: Trial, event: Event) -> None:
+        """A worker's report; late reports of a trial already recorded are dropped."""
+        if isinstance(event, Started):
+            if trial.id not in self.bars:
+                self.bars[trial.id] = self.progress.add_task(f"  {trial.label()}", total=None)
+            self.store.mark_running(trial.id, event.pid, event.host, event.time)
+        elif isinstance(event, Step) and trial.id in self.bars:
+            self.progress.update(self.bars[trial.id], total=event.total, completed=event.step)
+
+    def finished(self, outcome: Outcome) -> None:
+        task = self.bars.pop(outcome.trial.id, None)
+        if task is not None:
+            self.progress.remove_task(task)
+        trial = outcome.trial
+        if outcome.status == "failed":
+            self.progress.console.print(f"[red]failed[/red] {trial.label()}: {outcome.error}")
+        elif outcome.status == "not_applicable":
+            self.progress.console.print(
+                f"[yellow]not applicable[/yellow] {trial.label()}: {outcome.error}"
+            )
+        else:
+            seconds = outcome.finished - outcome.started
+            self.progress.console.print(
+                f"[green]done[/green] {trial.label()} [dim]({seconds:.0f} s)[/dim]"
+            )
+        self.progress.advance(self.overall)
+
+
+def _outcomes(
+    executor: Executor,
+    trials: Sequence[Trial],
+    jobs: int,
+    params: Mapping[str, Any],
+    view: LiveView,
+) -> Iterator[Outcome]:
+    if isinstance(executor, ReportingExecutor):
+        return executor.run_reporting(execute, trials, jobs, params, lost_trial, view.report)
+    return executor.run(execute, trials, jobs, params, lost_trial)
+
+
 def run_grid(
     grid: Grid,
     store: Store,
     executor: Executor,
-    executor_params: dict,
+    executor_params: Mapping[str, Any],
     jobs: int,
     retry_failed: bool = False,
     console: Console | None = None,
 ) -> RunReport:
+    """Run what the store does not already hold, recording each outcome as it arrives."""
     console = console or Console(stderr=True)
     report = RunReport()
     started = time.perf_counter()
@@ -72,39 +154,18 @@ def run_grid(
     report.skipped = len(grid.trials) - todo
     if report.skipped:
         console.print(f"[dim]{report.skipped} trial(s) already in {store.path}: skipped[/dim]")
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        overall = progress.add_task("trials", total=todo)
+    with LiveView(console, store, todo) as view:
         for stage, trials in stages:
             if not trials:
                 continue
-            progress.update(overall, description=f"trials ({stage})")
-            for outcome in executor.run(execute, trials, jobs, executor_params, lost_trial):
+            view.stage(stage)
+            for outcome in _outcomes(executor, trials, jobs, executor_params, view):
                 store.record(outcome)
+                view.finished(outcome)
                 report.ran += 1
                 if outcome.status == "failed":
                     report.failed.append(outcome)
-                    progress.console.print(
-                        f"[red]failed[/red] {outcome.trial.label()}: {outcome.error}"
-                    )
                 elif outcome.status == "not_applicable":
                     report.not_applicable.append(outcome)
-                    progress.console.print(
-                        f"[yellow]not applicable[/yellow] {outcome.trial.label()}: {outcome.error}"
-                    )
-                else:
-                    seconds = outcome.finished - outcome.started
-                    progress.console.print(
-                        f"[green]done[/green] {outcome.trial.label()} [dim]({seconds:.0f} s)[/dim]"
-                    )
-                progress.advance(overall)
     report.seconds = time.perf_counter() - started
     return report

@@ -26,6 +26,7 @@ from kdbench.model_cost import model_cost
 from kdbench.registry import get_registry
 from kdbench.checkpoints import save_checkpoint
 from kdbench.train.teacher import get_teacher
+from kdbench.train.teacher_outputs import shared_teacher_outputs
 from kdbench.train.trainer import train
 
 ROLES = ("noisy", "teacher", "student")
@@ -163,6 +164,10 @@ def _run_student(
     else:
         teacher_shapes = _latent_shapes(teacher, crop)
     kd_loss = method.build(teacher_shapes, _latent_shapes(student, crop))
+    teacher_outputs = None
+    if teacher is not None:
+        key = f"{outcome.details['teacher']['teacher_key']}/{trial.train_settings['crop_seconds']}"
+        teacher_outputs = shared_teacher_outputs(key, teacher)
     result = train(
         student,
         dataset.splits["train"],
@@ -173,14 +178,27 @@ def _run_student(
         kd_loss=kd_loss,
         teacher=teacher,
         on_step=on_step,
+        teacher_outputs=teacher_outputs,
     )
     outcome.details["train"] = dataclasses.asdict(result)
+    if teacher_outputs is not None:
+        outcome.details["teacher_outputs"] = {
+            "computed": teacher_outputs.computed,
+            "reused": teacher_outputs.reused,
+            "cached_mb": teacher_outputs.bytes / 2**20,
+        }
     outcome.details["extra_params"] = kd_loss.extra_parameters()
     save_checkpoint(
         Path(trial.results_dir) / "students" / f"{trial.id}.pt",
         student_spec,
         student,
-        {"trial": trial.id, "pair": trial.pair, "method": trial.method, "seed": trial.seed},
+        {
+            "trial": trial.id,
+            "pair": trial.pair,
+            "method": trial.method,
+            "seed": trial.seed,
+            "sample_rate": dataset.sample_rate,
+        },
     )
     outcome.scores = _score(trial, dataset, _denoise_split(student, dataset))
     outcome.model = model_cost(student, dataset.sample_rate)

@@ -12,6 +12,7 @@ import torch
 from signals import speech_like, white_noise_at_snr
 
 from kdbench.api import Metric, MetricUndefined
+from kdbench import evaluate
 from kdbench.evaluate import Score, score_utterances
 from kdbench_plugins.metrics.sdr_metrics import ScaleInvariantSdr, SignalToNoiseRatio
 
@@ -81,7 +82,8 @@ def test_undefined_and_failing_metrics_give_nan_with_reason(
     assert len(warned) == 2 and all("broken" in message for message in warned)
 
 
-def test_two_jobs_equal_one_job_and_keep_order() -> None:
+def test_two_jobs_equal_one_job_and_keep_order(monkeypatch) -> None:
+    monkeypatch.setattr(evaluate, "MIN_ITEMS_PER_WORKER", 1)
     metrics = [SignalToNoiseRatio(), Peak(), ScaleInvariantSdr()]
     batch = items(6) + [("silent", items(1)[0][1], np.zeros(RATE // 2))]
     seen: list[int] = []
@@ -94,6 +96,11 @@ def test_two_jobs_equal_one_job_and_keep_order() -> None:
     assert {s.value for s in parallel if s.metric == "threads"} == {1.0}
     assert seen == sorted(seen) and seen[-1] == len(batch)
     assert os.environ.get("OMP_NUM_THREADS") == environment
+
+
+def test_a_few_utterances_are_scored_without_starting_workers(monkeypatch) -> None:
+    monkeypatch.setattr(evaluate, "_run_parallel", None)
+    assert len(score_utterances([Peak()], items(3), RATE, jobs=2)) == 3
 
 
 def test_empty_input_gives_no_scores() -> None:

@@ -19,7 +19,12 @@ class CropSampler:
     """
 
     def __init__(
-        self, utterances: Sequence[Utterance], crop_samples: int, batch_size: int, seed: int
+        self,
+        utterances: Sequence[Utterance],
+        crop_samples: int,
+        batch_size: int,
+        seed: int,
+        grid_samples: int = 1,
     ) -> None:
         if not utterances:
             raise ValueError("the training split is empty")
@@ -27,9 +32,10 @@ class CropSampler:
         self.noisy = [torch.from_numpy(np.asarray(u.noisy, dtype=np.float32)) for u in utterances]
         self.crop = crop_samples
         self.batch_size = batch_size
+        self.grid = max(1, grid_samples)
         self.rng = np.random.default_rng(seed)
 
-    def _crop(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _crop(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         clean, noisy = self.clean[index], self.noisy[index]
         length = clean.shape[-1]
         if length <= self.crop:
@@ -37,14 +43,21 @@ class CropSampler:
             return (
                 torch.nn.functional.pad(noisy, (0, pad)),
                 torch.nn.functional.pad(clean, (0, pad)),
+                (index, 0),
             )
-        start = int(self.rng.integers(0, length - self.crop + 1))
-        return noisy[start : start + self.crop], clean[start : start + self.crop]
+        start = int(self.rng.integers(0, (length - self.crop) // self.grid + 1)) * self.grid
+        return noisy[start : start + self.crop], clean[start : start + self.crop], (index, start)
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        """Noisy and clean crops, and each crop's (utterance index, start) key.
+
+        Starts lie on a grid of `grid_samples`, so the same crop recurs across steps,
+        seeds and methods and anything computed from it alone (the teacher's output) can be
+        kept instead of recomputed.
+        """
         indices = self.rng.integers(0, len(self.clean), size=self.batch_size)
-        noisy, clean = zip(*(self._crop(int(i)) for i in indices))
-        return torch.stack(noisy), torch.stack(clean)
+        noisy, clean, keys = zip(*(self._crop(int(i)) for i in indices))
+        return torch.stack(noisy), torch.stack(clean), list(keys)
 
 
 def full_batches(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import filelock
+import torch
 
 from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
 from kdbench.checkpoints import build_from_checkpoint, save_checkpoint
@@ -47,6 +48,9 @@ def get_teacher(
     path.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(path) + ".lock"):
         if not path.exists():
+            # Seeded before it is built: the initial weights must not depend on what else
+            # this worker process ran before (a reused worker's RNG state varies).
+            torch.manual_seed(int(settings["seed"]))
             model = registry.get("models", spec.family).build(spec.params)
             result = train(
                 model,

@@ -15,6 +15,7 @@ from kdbench.api import Batch, KDLoss, MaskDenoiser, Utterance
 from kdbench.errors import TrialDiverged
 from kdbench.train.crops import CropSampler, full_batches
 from kdbench.train.task_losses import TASK_LOSSES
+from kdbench.train.teacher_outputs import TeacherOutputs
 
 
 @dataclasses.dataclass
@@ -57,13 +58,16 @@ def train(
     kd_loss: KDLoss | None = None,
     teacher: MaskDenoiser | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    teacher_outputs: TeacherOutputs | None = None,
 ) -> TrainResult:
     """Train `model` in place and leave it in eval mode with the weights the policy keeps.
 
     The checkpoint policy is `last` or `best_valid` (lowest validation task loss); the test
     split never enters training. A non-finite loss raises `TrialDiverged` naming the step.
     The teacher runs under `no_grad` with frozen parameters: its latents are plain tensors
-    that the KD loss may save for backward (inference-mode tensors could not be).
+    that the KD loss may save for backward (inference-mode tensors could not be). When the
+    KD loss declares what it reads and `teacher_outputs` is given, those outputs come from
+    the per-crop cache instead of a forward pass at every step.
     """
     torch.manual_seed(seed)
     steps = int(settings["steps"])
@@ -73,7 +77,9 @@ def train(
         crop_samples=int(round(settings["crop_seconds"] * sample_rate)),
         batch_size=int(settings["batch_size"]),
         seed=seed,
+        grid_samples=int(round(settings["crop_grid_seconds"] * sample_rate)),
     )
+    reads = kd_loss.teacher_reads() if kd_loss is not None else None
     parameters = list(model.parameters())
     if kd_loss is not None:
         parameters += list(kd_loss.parameters())
@@ -89,14 +95,16 @@ def train(
     model.train()
     loss_value = math.nan
     for step in range(1, steps + 1):
-        noisy, clean = sampler.next_batch()
+        noisy, clean, keys = sampler.next_batch()
         clean_magnitude = model.stft(clean).abs()
         output = model(noisy)
         batch = Batch(noisy, clean, clean_magnitude, step, steps)
         loss = loss_fn(output, batch)
         if kd_loss is not None:
             teacher_output = None
-            if teacher is not None:
+            if teacher_outputs is not None and reads is not None:
+                teacher_output = teacher_outputs.outputs(noisy, keys, reads)
+            elif teacher is not None:
                 with torch.no_grad():
                     teacher_output = teacher(noisy)
             loss = kd_loss.task_weight(batch) * loss + kd_loss(output, teacher_output, batch)

@@ -1,17 +1,119 @@
-"""Trials on this machine: in-process for one job, a pool of worker processes for more.
+"""Trials on this machine: in-process for one job, `jobs` worker processes for more.
 
 Workers are spawned (not forked) so each starts with a clean torch and its own thread
 setting; the grid divides the cores among them, so jobs × threads never oversubscribes.
+A worker starts with OMP_NUM_THREADS set to the trial's threads, as Ray does for a task
+reserving that many CPUs: native libraries read it once at import and it changes the
+order of floating-point sums, so without it the two executors differ in the last digits.
+
+Each worker has its own pipe and is given one trial at a time, so the driver always knows
+which trial a worker holds. A worker that dies (killed, `os._exit`, a segfault in native
+code) therefore fails exactly its own trial ("worker process died") and is replaced; the
+other workers go on. `concurrent.futures.ProcessPoolExecutor` cannot do this: one dead
+worker breaks the whole pool and it cannot say whose task killed it. Workers are reused
+across trials, so torch is imported and a dataset loaded once per worker, not per trial.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import collections
+import contextlib
 import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kdbench.api import Executor, hookimpl
+from kdbench.progress import OnStep, Report, Step, started_here, throttled
+
+STEP_INTERVAL_SECONDS = 0.2
+
+
+def _worker_main(connection: multiprocessing.connection.Connection, driver_pid: int) -> None:
+    """Run items sent by the driver until told to stop or the driver is gone.
+
+    Messages to the driver are (kind, key, payload): `started`, `step`, then `result`, or
+    `error` when `work` itself raised or its result could not be sent."""
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        key, work, item = message
+
+        def send_step(step: int, total: int, key: int = key) -> None:
+            if os.getppid() != driver_pid:  # nobody is left to record this trial
+                os._exit(1)
+            connection.send(("step", key, Step(step, total)))
+
+        connection.send(("started", key, started_here()))
+        try:
+            result = work(item, throttled(send_step, STEP_INTERVAL_SECONDS))
+            connection.send(("result", key, result))
+        except Exception:
+            connection.send(("error", key, traceback.format_exc(limit=5)))
+
+
+@contextlib.contextmanager
+def _omp_threads(threads: int | None) -> Iterator[None]:
+    """OMP_NUM_THREADS for processes started meanwhile (they copy the environment)."""
+    saved = os.environ.get("OMP_NUM_THREADS")
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+
+
+def _death_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"worker process died (killed by {signal.Signals(-exitcode).name})"
+        except ValueError:
+            pass
+    return f"worker process died (exit code {exitcode})"
+
+
+class _Worker:
+    """One spawned worker process and the item it currently holds, if any."""
+
+    def __init__(self, context: multiprocessing.context.SpawnContext, threads: int | None) -> None:
+        self.connection, child_end = context.Pipe()
+        self.process = context.Process(
+            target=_worker_main, args=(child_end, os.getpid()), name="kdbench-worker"
+        )
+        with _omp_threads(threads):
+            self.process.start()
+        child_end.close()
+        self.key: int | None = None
+
+    def give(self, key: int, work: Callable[..., Any], item: Any) -> None:
+        self.key = key
+        try:
+            self.connection.send((key, work, item))
+        except OSError:  # it died while idle: `_collect` reports the item as lost with it
+            pass
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.connection.send(None)
+            except OSError:
+                pass
+            self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.connection.close()
 
 
 class LocalExecutor(Executor):
@@ -26,18 +128,103 @@ class LocalExecutor(Executor):
         params: Mapping[str, Any],
         lost: Callable[[Any, str], Any],
     ) -> Iterator[Any]:
+        return self.run_reporting(_Unary(work), items, jobs, params, lost, _ignore)
+
+    def run_reporting(
+        self,
+        work: Callable[[Any, OnStep | None], Any],
+        items: Sequence[Any],
+        jobs: int,
+        params: Mapping[str, Any],
+        lost: Callable[[Any, str], Any],
+        report: Report,
+    ) -> Iterator[Any]:
         if jobs <= 1:
-            for item in items:
-                yield work(item)
-            return
+            return self._in_process(work, items, report)
+        return self._in_workers(work, items, jobs, lost, report)
+
+    @staticmethod
+    def _in_process(
+        work: Callable[[Any, OnStep | None], Any], items: Sequence[Any], report: Report
+    ) -> Iterator[Any]:
+        for item in items:
+            report(item, started_here())
+            yield work(item, lambda step, total, item=item: report(item, Step(step, total)))
+
+    @staticmethod
+    def _in_workers(
+        work: Callable[[Any, OnStep | None], Any],
+        items: Sequence[Any],
+        jobs: int,
+        lost: Callable[[Any, str], Any],
+        report: Report,
+    ) -> Iterator[Any]:
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = {pool.submit(work, item): item for item in items}
-            for future in concurrent.futures.as_completed(futures):
-                try:
-                    yield future.result()
-                except concurrent.futures.process.BrokenProcessPool as exc:
-                    yield lost(futures[future], f"worker process died: {exc}")
+        queue = collections.deque(enumerate(items))
+        workers: list[_Worker] = []
+        try:
+            while queue or any(worker.key is not None for worker in workers):
+                for worker in workers:
+                    if worker.key is None and queue:
+                        key, item = queue.popleft()
+                        worker.give(key, work, item)
+                while queue and len(workers) < jobs:
+                    worker = _Worker(context, getattr(items[0], "threads", None))
+                    workers.append(worker)
+                    key, item = queue.popleft()
+                    worker.give(key, work, item)
+                busy = [worker for worker in workers if worker.key is not None]
+                multiprocessing.connection.wait(
+                    [w.connection for w in busy] + [w.process.sentinel for w in busy]
+                )
+                for worker in busy:
+                    yield from _collect(worker, items, lost, report)
+                for worker in [w for w in workers if w.key is None and not w.process.is_alive()]:
+                    worker.stop()
+                    workers.remove(worker)
+        finally:
+            for worker in workers:
+                worker.stop()
+
+
+def _ignore(item: Any, event: Any) -> None:
+    """The report of a caller that asked for outcomes only."""
+
+
+class _Unary:
+    """Adapts a one-argument `work` to the (item, on_step) calling convention; a class,
+    not a closure, so it pickles to spawned workers."""
+
+    def __init__(self, work: Callable[[Any], Any]) -> None:
+        self.work = work
+
+    def __call__(self, item: Any, on_step: OnStep | None) -> Any:
+        return self.work(item)
+
+
+def _collect(
+    worker: _Worker, items: Sequence[Any], lost: Callable[[Any, str], Any], report: Report
+) -> Iterator[Any]:
+    """Forward what a busy worker sent; if it died holding an item, that item is lost."""
+    while worker.key is not None:
+        try:
+            if not worker.connection.poll():
+                break
+            kind, key, payload = worker.connection.recv()
+        except (EOFError, OSError):
+            break
+        if kind in ("started", "step"):
+            report(items[key], payload)
+            continue
+        worker.key = None
+        if kind == "result":
+            yield payload
+        else:
+            yield lost(items[key], f"worker raised: {payload.strip().splitlines()[-1]}")
+    if worker.key is not None and not worker.process.is_alive():
+        worker.process.join()
+        key, worker.key = worker.key, None
+        yield lost(items[key], _death_reason(worker.process.exitcode))
 
 
 @hookimpl

@@ -14,10 +14,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench.api import Batch, DenoiserOutput, KDLoss, KDMethod, Param, hookimpl
+from kdbench.api import Batch, DenoiserOutput, KDMethod, Param, hookimpl
 from kdbench_plugins.methods.latent_matching import (
     latents_param,
     match_latents,
+    LatentPairLoss,
     paired_tensors,
     resample,
     resample_param,
@@ -30,7 +31,7 @@ def attention_map(z: torch.Tensor, p: float) -> torch.Tensor:
     return energy.mean(dim=1, keepdim=True)
 
 
-class AttentionLoss(KDLoss):
+class AttentionLoss(LatentPairLoss):
     def __init__(
         self,
         pairs: list[tuple[str, str]],
@@ -39,8 +40,7 @@ class AttentionLoss(KDLoss):
         p: float,
         resample_mode: str,
     ) -> None:
-        super().__init__()
-        self.pairs = pairs
+        super().__init__(pairs)
         self.grids = grids
         self.weight = weight
         self.p = p

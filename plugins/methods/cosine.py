@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.api import Batch, DenoiserOutput, KDLoss, KDMethod, Param, hookimpl
+from kdbench.api import Batch, DenoiserOutput, KDMethod, Param, hookimpl
 from kdbench_plugins.methods.latent_matching import (
     build_aligners,
     latents_param,
     match_latents,
     match_param,
+    LatentPairLoss,
     paired_tensors,
     resample_param,
 )
@@ -41,12 +42,11 @@ def cosine_distance(z_s: torch.Tensor, z_t: torch.Tensor, axis: str) -> torch.Te
     return (1.0 - F.cosine_similarity(z_s, z_t, dim=1)).mean()
 
 
-class CosineLoss(KDLoss):
+class CosineLoss(LatentPairLoss):
     def __init__(
         self, pairs: list[tuple[str, str]], aligners: nn.ModuleList, weight: float, axis: str
     ) -> None:
-        super().__init__()
-        self.pairs = pairs
+        super().__init__(pairs)
         self.aligners = aligners
         self.weight = weight
         self.axis = axis

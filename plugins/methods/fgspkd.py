@@ -36,7 +36,6 @@ from kdbench.api import (
     Batch,
     ConfigError,
     DenoiserOutput,
-    KDLoss,
     KDMethod,
     Param,
     hookimpl,
@@ -44,6 +43,7 @@ from kdbench.api import (
 from kdbench_plugins.methods.latent_matching import (
     latents_param,
     match_latents,
+    LatentPairLoss,
     paired_tensors,
     resample,
     resample_param,
@@ -59,7 +59,7 @@ def frame_similarity(z: torch.Tensor) -> torch.Tensor:
     return F.normalize(x.transpose(1, 2) @ x, dim=2)
 
 
-class FgSPKDLoss(KDLoss):
+class FgSPKDLoss(LatentPairLoss):
     def __init__(
         self,
         pairs: list[tuple[str, str]],
@@ -68,8 +68,7 @@ class FgSPKDLoss(KDLoss):
         resample_mode: str,
         pretrain_until: float | None,
     ) -> None:
-        super().__init__()
-        self.pairs = pairs
+        super().__init__(pairs)
         self.frames = frames
         self.weight = weight
         self.resample_mode = resample_mode

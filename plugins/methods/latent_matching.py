@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.api import ConfigError, NotApplicable, Param
+from kdbench.api import ConfigError, KDLoss, NotApplicable, Param
 
 LEVEL = re.compile(r"(enc|dec)(\d+)")
 GROUPS = ("encoder", "decoder", "all")
@@ -235,3 +235,18 @@ def paired_tensors(
     `torch.no_grad` when running it.
     """
     return [(student[s], teacher[t].detach()) for s, t in pairs]
+
+
+class LatentPairLoss(KDLoss):
+    """A KD loss over matched (student, teacher) latent pairs.
+
+    It declares the teacher latents it reads, so the trainer can cache just those per
+    training crop instead of running the teacher at every step.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
+        super().__init__()
+        self.pairs = list(pairs)
+
+    def teacher_reads(self) -> frozenset[str]:
+        return frozenset(teacher for _, teacher in self.pairs)

@@ -14,23 +14,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.api import Batch, DenoiserOutput, KDLoss, KDMethod, Param, hookimpl
+from kdbench.api import Batch, DenoiserOutput, KDMethod, Param, hookimpl
 from kdbench_plugins.methods.latent_matching import (
     build_aligners,
     latents_param,
     match_latents,
     match_param,
+    LatentPairLoss,
     paired_tensors,
     resample_param,
 )
 
 
-class MSELoss(KDLoss):
+class MSELoss(LatentPairLoss):
     def __init__(
         self, pairs: list[tuple[str, str]], aligners: nn.ModuleList, weight: float
     ) -> None:
-        super().__init__()
-        self.pairs = pairs
+        super().__init__(pairs)
         self.aligners = aligners
         self.weight = weight
 

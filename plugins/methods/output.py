@@ -20,6 +20,9 @@ class OutputLoss(KDLoss):
         super().__init__()
         self.weight = weight
 
+    def teacher_reads(self) -> frozenset[str]:
+        return frozenset({"magnitude"})
+
     def forward(
         self, student: DenoiserOutput, teacher: DenoiserOutput | None, batch: Batch
     ) -> torch.Tensor:

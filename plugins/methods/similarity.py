@@ -13,10 +13,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench.api import Batch, DenoiserOutput, KDLoss, KDMethod, Param, hookimpl
+from kdbench.api import Batch, DenoiserOutput, KDMethod, Param, hookimpl
 from kdbench_plugins.methods.latent_matching import (
     latents_param,
     match_latents,
+    LatentPairLoss,
     paired_tensors,
 )
 
@@ -27,10 +28,9 @@ def batch_similarity(z: torch.Tensor) -> torch.Tensor:
     return F.normalize(q @ q.T, dim=1)
 
 
-class SimilarityLoss(KDLoss):
+class SimilarityLoss(LatentPairLoss):
     def __init__(self, pairs: list[tuple[str, str]], weight: float) -> None:
-        super().__init__()
-        self.pairs = pairs
+        super().__init__(pairs)
         self.weight = weight
 
     def forward(

@@ -20,7 +20,7 @@ import numpy as np
 from kdbench_plugins.datasets.procedural.noise import make_noise, mix
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, Talker, draw_talker, synthesize
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Part of the corpus identity: bump it whenever a change alters the generated audio."""
 
 SPLITS = ("train", "valid", "test")
@@ -122,8 +122,9 @@ def plan_shards(settings: CorpusSettings) -> list[Shard]:
 
 
 def _run(shards: list[Shard], workers: int) -> Iterator[tuple[Shard, SplitAudio]]:
-    """Shards as they finish; in-process when one worker suffices, which also spares small
-    corpora (tests) the pool's start-up."""
+    """Shards in plan order; in-process when one worker suffices, which spares small
+    corpora (tests) the pool's start-up. Fork where available: a spawned worker would
+    re-import the caller's modules (torch included) for seconds of start-up each."""
     if workers <= 1 or len(shards) <= 1:
         yield from map(generate_shard, shards)
         return
@@ -152,12 +153,12 @@ def generate_corpus(
         done += shard.stop - shard.start
         if on_progress is not None:
             on_progress(done, total)
-    corpus = {}
-    for split in SPLITS:
-        pieces = parts[split]
-        corpus[split] = SplitAudio(
-            clean=np.concatenate([p.clean for p in pieces]) if pieces else np.empty((0, n), np.float32),
-            noisy=np.concatenate([p.noisy for p in pieces]) if pieces else np.empty((0, n), np.float32),
+    empty = np.empty((0, n), np.float32)
+    return {
+        split: SplitAudio(
+            clean=np.concatenate([empty] + [p.clean for p in pieces]),
+            noisy=np.concatenate([empty] + [p.noisy for p in pieces]),
             meta=[m for p in pieces for m in p.meta],
         )
-    return corpus
+        for split, pieces in parts.items()
+    }

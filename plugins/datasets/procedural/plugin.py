@@ -53,7 +53,9 @@ def corpus_settings(params: Mapping[str, Any]) -> CorpusSettings:
     try:
         snrs = tuple(float(s) for s in params["snrs"])
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"dataset.procedural.snrs: not a list of numbers: {params['snrs']!r}") from exc
+        raise ConfigError(
+            f"dataset.procedural.snrs: not a list of numbers: {params['snrs']!r}"
+        ) from exc
     if not snrs or not all(math.isfinite(s) for s in snrs):
         raise ConfigError(f"dataset.procedural.snrs: need finite values, got {params['snrs']!r}")
     noises = tuple(params["noises"])
@@ -114,6 +116,7 @@ class ProceduralDataset(Dataset):
 def _generate_into(settings: CorpusSettings, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging.chmod(0o755)  # mkdtemp's private mode would otherwise hide a shared cache
     try:
         corpus = _generate_with_progress(settings)
         for split, audio in corpus.items():

@@ -2,14 +2,15 @@
 
 The aim is not intelligibility but the statistics a denoiser and the metrics react to:
 harmonic voicing with moving formants, noisy fricatives and bursts, syllabic and phrasal
-energy modulation, pauses, and talker variety. Everything is vectorised except the
-formant cascade, which runs block-wise (5 ms) so its coefficients can follow the phones.
+energy modulation, pauses, and talker variety. Everything is vectorised over samples or
+blocks, so an utterance costs milliseconds and a whole corpus seconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import numpy as np
 from scipy import signal
@@ -31,6 +32,9 @@ FIXED_HIGH_FORMANTS = (3500.0, 4500.0)
 """F4 and F5 of the adult-male reference; they shape the spectral tilt, not phone identity."""
 
 
+Formants = tuple[float, float, float]
+
+
 @dataclasses.dataclass(frozen=True)
 class Phone:
     """One phone's targets. `formants` holds (onset, offset) F1-F3 so diphthongs can glide;
@@ -38,7 +42,7 @@ class Phone:
 
     name: str
     voicing: float
-    formants: tuple[tuple[float, float, float], tuple[float, float, float]] | None
+    formants: tuple[Formants, Formants] | None
     frication: float = 0.0
     band: tuple[float, float] = (0.0, 0.0)
     aspiration: float = 0.0
@@ -46,13 +50,15 @@ class Phone:
     duration: tuple[float, float] = (0.06, 0.09)
 
 
-def _vowel(name: str, start: tuple[float, float, float], end: tuple[float, float, float] | None = None,
-           duration: tuple[float, float] = (0.08, 0.15)) -> Phone:
+def _vowel(
+    name: str, start: Formants, end: Formants | None = None,
+    duration: tuple[float, float] = (0.08, 0.15),
+) -> Phone:
     return Phone(name, 1.0, (start, end or start), duration=duration)
 
 
-def _steady(name: str, f: tuple[float, float, float], **kw: object) -> Phone:
-    return Phone(name, formants=(f, f), **kw)  # type: ignore[arg-type]
+def _steady(name: str, formants: Formants, **kw: Any) -> Phone:
+    return Phone(name, formants=(formants, formants), **kw)
 
 
 VOWELS = [
@@ -138,13 +144,14 @@ def draw_talker(rng: np.random.Generator, talker_id: str) -> Talker:
     kinds = list(_KINDS)
     kind = kinds[rng.choice(len(kinds), p=[_KINDS[k][0] for k in kinds])]
     _, f0_range, vtl_range = _KINDS[kind]
+    bias = rng.uniform(0.95, 1.05, 3)
     return Talker(
         id=talker_id,
         kind=kind,
         f0=float(rng.uniform(*f0_range)),
         pitch_range=float(rng.uniform(2.0, 6.0)),
         vtl=float(rng.uniform(*vtl_range)),
-        formant_bias=tuple(float(b) for b in rng.uniform(0.95, 1.05, 3)),  # type: ignore[arg-type]
+        formant_bias=(float(bias[0]), float(bias[1]), float(bias[2])),
         rate=float(rng.uniform(0.8, 1.25)),
         jitter=float(rng.uniform(0.003, 0.015)),
         shimmer=float(rng.uniform(0.02, 0.08)),
@@ -323,8 +330,9 @@ def _vocal_tract(excitation: np.ndarray, formants: np.ndarray, vtl: float) -> np
     10 ms is the update rate of classic formant synthesisers.
     """
     step = TRACT_BLOCK // FRAME
-    formants = formants[step // 2 :: step]
-    n_blocks = formants.shape[0]
+    n_blocks = -(-len(excitation) // TRACT_BLOCK)
+    centres = np.minimum(np.arange(n_blocks) * step + step // 2, len(formants) - 1)
+    formants = formants[centres]
     blocks = np.zeros(n_blocks * TRACT_BLOCK, np.float32)
     blocks[: len(excitation)] = excitation
     spectra = np.fft.rfft(blocks.reshape(n_blocks, TRACT_BLOCK), TRACT_FFT, axis=1)

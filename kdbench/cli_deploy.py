@@ -1,0 +1,148 @@
+"""`kdbench denoise` and `kdbench export`: use a benchmarked student outside the benchmark.
+
+These commands are registered on the main group by `kdbench.cli`. This module does not
+import `kdbench.cli` (which imports it), so it carries its own one-line error reporting
+in the same style.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from kdbench.errors import KdbenchError
+
+DEFAULT_RESULTS = "kdbench-results/results.db"
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Show a kdbench error as one actionable line instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KdbenchError as exc:
+            err_console.print(f"[bold red]error:[/bold red] {exc}")
+            sys.exit(2)
+
+    return wrapper
+
+
+def _student_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """How a student is chosen: by trial id, or the best of a pair and method."""
+    options = [
+        click.option("--trial", help="student trial id (a unique prefix is enough)"),
+        click.option("--best", is_flag=True, help="use the best done student of --pair/--method"),
+        click.option("--pair", help="architecture pair, with --best"),
+        click.option("--method", help="KD method, with --best"),
+        click.option(
+            "--metric", default="si_sdr", show_default=True, help="ranking metric, with --best"
+        ),
+        click.option("--dataset", help="dataset name, with --best, when a store holds several"),
+        click.option(
+            "--results",
+            default=DEFAULT_RESULTS,
+            show_default=True,
+            type=click.Path(dir_okay=False),
+            help="results store (SQLite); checkpoints are in its students/ folder",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _load(
+    trial: str | None, best: bool, pair: str | None, method: str | None, metric: str,
+    dataset: str | None, results: str,
+):
+    from kdbench import deploy
+    from kdbench.store import Store
+
+    if (trial is None) == (not best):
+        raise KdbenchError("choose the student with exactly one of --trial ID or --best")
+    if best and (pair is None or method is None):
+        raise KdbenchError("--best needs --pair and --method")
+    if not Path(results).is_file():
+        raise KdbenchError(
+            f"{results}: no results store (run `kdbench run` first or pass --results)"
+        )
+    store = Store(results)
+    try:
+        if trial:
+            ref = deploy.find_trial(store, trial)
+        else:
+            ref = deploy.best(store, pair, method, metric, dataset)
+    finally:
+        store.close()
+    err_console.print(
+        f"student {ref.trial_id[:12]} ({ref.pair}/{ref.method}/seed {ref.seed}) "
+        f"from {ref.checkpoint}"
+    )
+    return deploy.load_student(ref.checkpoint, ref)
+
+
+@click.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@_student_options
+@click.option(
+    "--subtype", type=click.Choice(["pcm16", "float"]), default="pcm16", show_default=True
+)
+@_reports_errors
+def denoise(source, target, trial, best, pair, method, metric, dataset, results, subtype) -> None:
+    """Denoise SOURCE (a file, or a folder of .wav files) into TARGET with a student.
+
+    Any rate and channel count is read; the output is mono at the input's rate.
+    """
+    from kdbench import deploy
+
+    student = _load(trial, best, pair, method, metric, dataset, results)
+    if source.is_dir():
+        written = deploy.denoise_folder(student, source, target, subtype)
+        console.print(
+            f"denoised {len(written)} file(s), {deploy.seconds_of(written):.1f} s, into {target}"
+        )
+    else:
+        console.print(f"wrote {deploy.denoise_file(student, source, target, subtype)}")
+
+
+@click.command()
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@_student_options
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@_reports_errors
+def export(target, trial, best, pair, method, metric, dataset, results, fmt) -> None:
+    """Export a student's mask network to TARGET (ONNX), verified against PyTorch, with a
+    JSON sidecar describing the STFT around it and the streaming latency."""
+    from kdbench.onnx_export import export_onnx, sidecar_path
+
+    student = _load(trial, best, pair, method, metric, dataset, results)
+    sidecar = export_onnx(
+        student.model,
+        target,
+        student.sample_rate,
+        spec=student.spec,
+        trial_id=student.trial_id,
+        checkpoint=student.checkpoint,
+    )
+    parity, stream = sidecar["parity"], sidecar["streaming"]
+    console.print(f"wrote {target} and {sidecar_path(target)}")
+    console.print(
+        f"ONNX Runtime vs PyTorch: mask max abs error {parity['mask_max_abs_error']:.2e}, "
+        f"waveform {parity['waveform_max_abs_error']:.2e} (tolerance {parity['tolerance']:g})"
+    )
+    console.print(
+        f"exact streaming: lookahead {stream['exact_lookahead_frames']} frames, blocks of "
+        f"{stream['block_frames']}, algorithmic latency {stream['latency_ms']:.1f} ms"
+    )

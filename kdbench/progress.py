@@ -1,0 +1,77 @@
+"""What workers tell the driver while a trial runs: that it started (where), and its steps.
+
+An executor that can carry these reports implements `ReportingExecutor`; the runner then
+notes running trials in the store and draws a bar per trial. Executors that cannot (any
+third-party one written against `kdbench.api.Executor` alone) still run the grid, only
+without live progress or `running` notes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+OnStep = Callable[[int, int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Started:
+    """A worker began the trial: which process on which host, and when."""
+
+    pid: int
+    host: str
+    time: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """Training reached `step` of `total`."""
+
+    step: int
+    total: int
+
+
+Event = Started | Step
+Report = Callable[[Any, Event], None]
+
+
+def started_here() -> Started:
+    return Started(pid=os.getpid(), host=socket.gethostname(), time=time.time())
+
+
+def throttled(send: OnStep, interval: float) -> OnStep:
+    """`send` at most every `interval` seconds, but always the first and the last step,
+    so a fast trainer does not flood the channel and a bar still ends full."""
+    last = -float("inf")
+
+    def on_step(step: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if step <= 1 or step >= total or now - last >= interval:
+            last = now
+            send(step, total)
+
+    return on_step
+
+
+@runtime_checkable
+class ReportingExecutor(Protocol):
+    """An executor whose workers report `Started` and `Step` events for each item.
+
+    `work` is called as `work(item, on_step)`; `report(item, event)` is called on the
+    driver's thread (the one iterating the result), so it may use the driver's store.
+    """
+
+    def run_reporting(
+        self,
+        work: Callable[[Any, OnStep | None], Any],
+        items: Sequence[Any],
+        jobs: int,
+        params: Mapping[str, Any],
+        lost: Callable[[Any, str], Any],
+        report: Report,
+    ) -> Iterator[Any]: ...

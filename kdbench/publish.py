@@ -1,0 +1,274 @@
+"""A published leaderboard: one directory per (dataset, preset) that stands on its own.
+
+A number on a page is only worth citing if a reader can tell how it was made, so next to
+the tables each page records the command, code version, machine, software, metric
+settings, checkpoint policy and statistical method, and ships the per-trial export the
+tables were computed from.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+import kdbench
+from kdbench import stats
+from kdbench.formats import (
+    display_tables,
+    latex_table,
+    markdown_table,
+    md_escape,
+    rank_table,
+    results_frame,
+)
+from kdbench.leaderboard import LeaderboardData, legend, select
+from kdbench.registry import get_registry
+
+_CHECKPOINT_MEANING = {
+    "last": "the weights after the last optimizer step",
+    "best_valid": "the weights with the lowest task loss on the validation split "
+    "(never the test split)",
+}
+
+
+def git_state() -> dict[str, str]:
+    """Commit and cleanliness of the kdbench source tree, or `unknown` outside a checkout."""
+    source = Path(kdbench.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown (not a git checkout)", "dirty": "unknown"}
+    dirty = f"yes ({len(changes)} changed or untracked file(s))" if changes else "no"
+    return {"commit": commit, "dirty": dirty}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def gpu_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    return "none"
+
+
+def version_of(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def trials_export(data: LeaderboardData) -> pd.DataFrame:
+    """One row per trial of the grid that the store holds: the data behind every table."""
+    trials = data.trials
+    rows = []
+    for trial in trials.itertuples(index=False):
+        means = (
+            data.trial_means.loc[trial.id]
+            if trial.id in data.trial_means.index
+            else pd.Series(index=data.trial_means.columns, dtype=float)
+        )
+        seconds = (trial.finished or 0.0) - (trial.started or 0.0)
+        rows.append({
+            "id": trial.id, "role": trial.role, "status": trial.status, "dataset": trial.dataset,
+            "pair": trial.pair, "method": trial.method,
+            "seed": None if pd.isna(trial.seed) else int(trial.seed),
+            **{metric: means.get(metric) for metric in data.config.run["metrics"]},
+            "params": trial.model.get("params"),
+            "macs_per_second": trial.model.get("macs_per_second"),
+            "seconds": round(seconds, 3) if seconds > 0 else None,
+            "error": trial.error,
+        })
+    return pd.DataFrame(rows).astype({"seed": "Int64"}) if rows else pd.DataFrame(rows)
+
+
+def compute_seconds(data: LeaderboardData) -> float:
+    """Sum of the stored trial durations (failed attempts included: they cost time too)."""
+    trials = data.trials
+    spans = (trials["finished"].fillna(0) - trials["started"].fillna(0)).clip(lower=0)
+    return float(spans.sum())
+
+
+def _hosts(data: LeaderboardData) -> str:
+    seen: dict[str, str] = {}
+    for details in data.trials["details"]:
+        prov = details.get("provenance", {}) if isinstance(details, dict) else {}
+        if "host" in prov:
+            seen[prov["host"]] = prov.get("cpu_count", "?")
+    return ", ".join(f"{host} ({cores} cores)" for host, cores in seen.items()) or "unknown"
+
+
+def _metric_section(data: LeaderboardData) -> list[str]:
+    registry = get_registry()
+    lines = [
+        "| metric | better | settings | undefined / scored (students) "
+        "| undefined / scored (references) |",
+        "|---|---|---|---:|---:|",
+    ]
+    undefined = data.undefined
+    for metric in data.metrics:
+        plugin = registry.get("metrics", metric)
+        settings = "; ".join(f"{k}={v}" for k, v in plugin.provenance().items()) or "—"
+        counts = []
+        for roles in (["student"], ["noisy", "teacher"]):
+            rows = undefined[(undefined["metric"] == metric) & undefined["role"].isin(roles)]
+            counts.append(f"{int(rows['n_undefined'].sum())} / {int(rows['n_scores'].sum())}")
+        direction = "higher" if data.higher_is_better[metric] else "lower"
+        lines.append(f"| {metric} | {direction} | {settings} | {counts[0]} | {counts[1]} |")
+    return lines
+
+
+def _provenance_section(data: LeaderboardData, dataset: str, command: str) -> list[str]:
+    git = git_state()
+    prepared = data.grid.datasets[dataset]
+    params = next(
+        (dict(t.dataset_params) for t in data.grid.references if t.dataset == dataset), {}
+    )
+    train, teacher = data.config.train, data.config.teacher
+    hours = compute_seconds(data) / 3600
+    seed_warning = stats.seed_count_warning(len(data.grid.seeds))
+    lines = [
+        "## Provenance",
+        "",
+        f"- **command**: `{command}`",
+        f"- **kdbench**: {kdbench.__version__} (result version {kdbench.RESULT_VERSION}), "
+        f"git commit `{git['commit']}`, dirty tree: {git['dirty']}",
+        f"- **date**: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
+        f"- **machine (this page)**: {cpu_model()}, {os.cpu_count()} cores, GPU: {gpu_name()}, "
+        f"{platform.platform()}",
+        f"- **trials ran on**: {_hosts(data)}",
+        f"- **seeds**: {', '.join(str(s) for s in data.grid.seeds)}",
+        f"- **dataset**: {dataset}, identity `{prepared.identity}`, {prepared.sample_rate} Hz, "
+        f"{len(prepared.splits['test'])} test utterances; parameters {params}",
+        f"- **compute**: {hours * 3600:.0f} s ({hours:.2f} h) summed over "
+        f"{len(data.trials)} stored trial(s) of the grid",
+        f"- **software**: python {platform.python_version()}, torch {version_of('torch')}, "
+        f"pesq {version_of('pesq')}, pystoi {version_of('pystoi')}, numpy {version_of('numpy')}, "
+        f"scipy {version_of('scipy')}",
+        "",
+        "### Metrics",
+        "",
+        *_metric_section(data),
+        "",
+        "### Checkpoints",
+        "",
+        f"- students (`train.checkpoint = {train['checkpoint']}`): "
+        f"{_CHECKPOINT_MEANING[train['checkpoint']]}; {train['steps']} steps, "
+        f"validation every {train['valid_every']}.",
+        f"- teacher (`teacher.checkpoint = {teacher['checkpoint']}`): "
+        f"{_CHECKPOINT_MEANING[teacher['checkpoint']]}; {teacher['steps']} steps, "
+        f"seed {teacher['seed']}.",
+        "- The test split is used only for the scores in these tables.",
+        "",
+        "### Statistics",
+        "",
+        stats.METHODOLOGY,
+        "",
+    ]
+    if seed_warning:
+        lines += [f"> **Warning:** {seed_warning}", ""]
+    return lines
+
+
+def page(data: LeaderboardData, dataset: str, command: str, plots: dict[str, str]) -> str:
+    """The README.md of one dataset's directory; `plots` maps a caption to a PNG file name."""
+    expected = len(data.grid.students) // max(1, len(data.grid.datasets))
+    missing = sum(count for (ds, _, _), count in data.missing.items() if ds == dataset)
+    lines = [
+        f"# kdbench leaderboard — {dataset}, preset `{data.config.preset}`",
+        "",
+        f"{len(data.pairs)} pair(s) × {len(data.methods)} method(s) "
+        f"({', '.join(data.methods)}) × "
+        f"{len(data.grid.seeds)} seed(s) = {expected} student trial(s), "
+        f"{expected - missing} done. Control: {data.control or '—'}; "
+        f"baseline: {data.baseline or data.config.run['baseline'] + ' (not in this grid)'}.",
+        "",
+    ]
+    if missing:
+        lines += [
+            f"> **Incomplete:** {missing} student trial(s) are missing or failed; their cells are "
+            "marked incomplete and summarise only the seeds that exist.",
+            "",
+        ]
+    lines += ["## Results", ""]
+    for table in display_tables(data):
+        lines += [f"### {table.title}", "", markdown_table(table), ""]
+    lines += [f"- {md_escape(line)}" for line in legend(data)]
+    lines += [
+        "- Δ = method − reference, mean of per-seed differences over the seeds both have; "
+        "p (Holm) = Wilcoxon signed-rank on per-utterance differences, Holm-adjusted per "
+        "(dataset, metric) table; d_z = mean / std of per-seed differences.",
+        "",
+        "## Rank summary across pairs",
+        "",
+        markdown_table(rank_table(data, dataset)),
+        "",
+        "Rank 1 = best mean within a pair; a win or loss needs Holm p < 0.05, anything else "
+        "compared is a tie.",
+        "",
+        "## Plots",
+        "",
+    ]
+    for caption, name in plots.items():
+        lines += [f"![{caption}]({name})", ""]
+    lines += _provenance_section(data, dataset, command)
+    lines += [
+        "## Files",
+        "",
+        "- `results.csv`: the summary rows of these tables (one per cell and reference).",
+        "- `results.tex`: the tables as LaTeX `tabular`s.",
+        "- `trials.csv`: one row per trial of the grid in the store (the export these tables "
+        "were computed from).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def publish(data: LeaderboardData, directory: Path, command: str) -> list[Path]:
+    """Write `directory/<dataset>-<preset>/` for every shown dataset; return the README paths."""
+    from kdbench.plots import cost_plot, seed_plot
+
+    preset = Path(data.config.preset).stem
+    written = []
+    for dataset in data.datasets:
+        shown = select(data, datasets=[dataset], pairs=data.pairs, metrics=data.metrics,
+                       methods=data.methods)
+        out = Path(directory) / f"{dataset}-{preset}"
+        out.mkdir(parents=True, exist_ok=True)
+        plots = {}
+        for metric in shown.metrics:
+            name = f"seeds-{metric}.png"
+            seed_plot(shown, dataset, metric, out / name)
+            plots[f"{metric}: per-seed scores, mean and 95 % CI per method"] = name
+        cost_plot(shown, dataset, out / "cost.png")
+        plots["quality vs student MACs"] = "cost.png"
+        results_frame(shown).to_csv(out / "results.csv", index=False)
+        tables = display_tables(shown) + [rank_table(shown, dataset)]
+        (out / "results.tex").write_text("\n\n".join(latex_table(t) for t in tables) + "\n")
+        trials_export(shown).to_csv(out / "trials.csv", index=False)
+        readme = out / "README.md"
+        readme.write_text(page(shown, dataset, command, plots))
+        written.append(readme)
+    return written

@@ -1,0 +1,13 @@
+"""Shared fixtures: one cache for the whole session, so the tiny corpus and teacher that
+several end-to-end tests need are generated once, as they would be for a real user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kdbench-cache")
