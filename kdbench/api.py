@@ -127,7 +127,9 @@ class ArchitecturePair:
     """A teacher and a smaller student, and what differs between them.
 
     `mismatch` orders pairs from mild to severe so a leaderboard can show whether a method
-    keeps its gain as the teacher/student gap grows.
+    keeps its gain as the teacher/student gap grows. `suite` groups pairs of one scale
+    (``cpu`` for CPU presets, ``paper`` for paper-scale models): `--pairs all` means every
+    pair of the preset's suite, so CPU presets never pick up GPU-sized teachers.
     """
 
     name: str
@@ -136,6 +138,7 @@ class ArchitecturePair:
     student: ModelSpec
     varies: str
     mismatch: int = 1
+    suite: str = "cpu"
 
 
 @dataclasses.dataclass

@@ -92,11 +92,20 @@ def main() -> None:
 @click.option(
     "--address", help="Ray cluster to join (ray://host:port or auto); implies --executor ray"
 )
+@click.option("--dry-run", is_flag=True, help="print the trials and a compute estimate; run nothing")
+@click.option(
+    "--assume-tflops", type=float, default=4.0, show_default=True,
+    help="effective throughput for --dry-run's hours (small UNets reach a fraction of peak)",
+)
 @reports_errors
 def run(
-    preset, methods, pairs, seeds, overrides, results, jobs, executor_name, retry_failed, address
+    preset, methods, pairs, seeds, overrides, results, jobs, executor_name, retry_failed, address,
+    dry_run, assume_tflops,
 ) -> None:
     """Run the grid (skipping finished trials) and print the leaderboard."""
+    if dry_run:
+        _dry_run(preset, methods, pairs, seeds, overrides, assume_tflops)
+        return
     from kdbench.api import resolve_params
     from kdbench.leaderboard import collect, render_terminal
     from kdbench.runner import run_grid
@@ -106,7 +115,9 @@ def run(
         extra.append(f"run.jobs={jobs}")
     if address is not None:
         if executor_name not in (None, "ray"):
-            raise KdbenchError(f"--address joins a Ray cluster; it needs --executor ray, not {executor_name}")
+            raise KdbenchError(
+                f"--address joins a Ray cluster; it needs --executor ray, not {executor_name}"
+            )
         executor_name = "ray"
         extra.append(f"executor.ray.address={address}")
     if executor_name is not None:
@@ -131,6 +142,36 @@ def run(
         f"failed {len(report.failed)}, not applicable {len(report.not_applicable)}"
     )
     render_terminal(collect(grid, store, config), console)
+
+
+def _dry_run(preset, methods, pairs, seeds, overrides, assume_tflops: float) -> None:
+    """The grid's trials per cell and its compute, without touching data or the store."""
+    from collections import Counter
+
+    from kdbench.estimate import estimate
+    from kdbench.grid import build_grid
+
+    registry = get_registry()
+    config = load_config(preset, overrides, registry)
+    grid = build_grid(
+        config, registry, cache_root(), Path(config.run["results"]).parent,
+        methods=methods, pairs=pairs, seeds=_parse_seeds(seeds), prepare_datasets=False,
+    )
+    table = Table(title=f"dry run: preset {preset}")
+    for column in ("dataset", "pair", "method", "seeds", "steps"):
+        table.add_column(column)
+    cells = Counter((t.dataset, t.pair, t.method) for t in grid.students)
+    for (dataset, pair, method), count in cells.items():
+        table.add_row(dataset, pair, method, str(count), str(config.train["steps"]))
+    console.print(table)
+    cost = estimate(grid, registry)
+    console.print(
+        f"{cost.students} student trial(s), {cost.teachers} teacher(s), "
+        f"{len(grid.references)} reference trial(s)\n"
+        f"compute: {cost.total_flops / 1e15:.1f} PFLOP (teachers {cost.teacher_flops / 1e15:.1f}, "
+        f"students {cost.student_flops / 1e15:.1f}) ≈ {cost.hours(assume_tflops):.1f} GPU-hours "
+        f"at an assumed effective {assume_tflops:g} TFLOP/s"
+    )
 
 
 def _command_line(ctx: click.Context) -> str:

@@ -25,7 +25,8 @@ CHECKPOINT_POLICIES = ("last", "best_valid")
 
 RUN_PARAMS: dict[str, Param] = {
     "datasets": Param(["procedural"], "datasets to run on", list),
-    "pairs": Param(["all"], "architecture pairs (`all` = every registered pair)", list),
+    "pairs": Param(["all"], "architecture pairs (`all` = every pair of the suite)", list),
+    "suite": Param("cpu", "the scale of pairs that `all` selects (cpu, paper, ...)", str),
     "methods": Param(["cosine"], "KD methods under study (`all` = every registered)", list),
     "controls": Param(["none"], "methods always run beside `methods`, on the same seeds", list),
     "baseline": Param("fgspkd", "the method that the name `baseline` stands for", str),

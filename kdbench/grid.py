@@ -53,6 +53,19 @@ def select_methods(config: Config, registry: Registry, requested: Sequence[str] 
     return list(dict.fromkeys([*config.run["controls"], *names]))
 
 
+def select_pairs(config: Config, registry: Registry, requested: Sequence[str] | str) -> list[str]:
+    """Named pairs, or with `all` every registered pair of the preset's suite."""
+    if isinstance(requested, str):
+        requested = [part.strip() for part in requested.split(",") if part.strip()]
+    if list(requested) == ["all"]:
+        suite = config.run["suite"]
+        return [
+            name for name in registry.names("pairs")
+            if getattr(registry.get("pairs", name), "suite", "cpu") == suite
+        ]
+    return registry.select("pairs", list(requested))
+
+
 def divide_cores(jobs: int) -> int:
     """Torch threads per trial so that jobs × threads stays within the machine's cores."""
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
@@ -66,10 +79,13 @@ def build_grid(
     methods: Sequence[str] | str | None = None,
     pairs: Sequence[str] | str | None = None,
     seeds: Sequence[int] | None = None,
+    prepare_datasets: bool = True,
 ) -> Grid:
+    """The grid's trials. With `prepare_datasets=False` (a dry run) no data is touched and
+    ids use a placeholder identity: good for counting and estimating, not for running."""
     run = config.run
     method_names = select_methods(config, registry, methods or run["methods"])
-    pair_names = registry.select("pairs", pairs or run["pairs"])
+    pair_names = select_pairs(config, registry, pairs or run["pairs"])
     seed_list = list(seeds if seeds is not None else run["seeds"])
     registry.select("metrics", run["metrics"])
     threads = divide_cores(run["jobs"])
@@ -89,18 +105,19 @@ def build_grid(
         params = resolve_params(
             f"dataset.{dataset_name}", plugin.params, config.plugin_params("dataset", dataset_name)
         )
-        dataset = plugin.prepare(params, cache_dir)
-        datasets[dataset_name] = dataset
-        base = {"dataset": dataset_name, "dataset_params": params, "dataset_identity": dataset.identity}
-        references.append(
-            Trial(id=stable_id("noisy", dataset.identity), role="noisy", **base, **common)
-        )
+        if prepare_datasets:
+            datasets[dataset_name] = plugin.prepare(params, cache_dir)
+            identity = datasets[dataset_name].identity
+        else:
+            identity = f"{dataset_name}-not-prepared"
+        base = {"dataset": dataset_name, "dataset_params": params, "dataset_identity": identity}
+        references.append(Trial(id=stable_id("noisy", identity), role="noisy", **base, **common))
         seen_teachers: set[str] = set()
         for pair_name in pair_names:
             pair = registry.get("pairs", pair_name)
             teacher = pair.teacher.to_json()
             teacher_id = stable_id(
-                "teacher", {"dataset": dataset.identity, "spec": teacher, "settings": config.teacher}
+                "teacher", {"dataset": identity, "spec": teacher, "settings": config.teacher}
             )
             if teacher_id not in seen_teachers:
                 seen_teachers.add(teacher_id)
@@ -116,7 +133,7 @@ def build_grid(
                 )
                 for seed in seed_list:
                     content = {
-                        "dataset": dataset.identity,
+                        "dataset": identity,
                         "teacher": teacher,
                         "student": pair.student.to_json(),
                         "teacher_settings": config.teacher,

@@ -54,6 +54,17 @@ def model_cost(
     }
 
 
+def macs_per_second(model: nn.Module, sample_rate: int, seconds: float = 1.0) -> float:
+    """Multiply-accumulates per second of audio (convolutions and matrix products)."""
+    generator = torch.Generator().manual_seed(0)
+    was_training = model.training
+    model.eval()
+    try:
+        return _count_macs(model, _noise(sample_rate, seconds, generator)) / seconds
+    finally:
+        model.train(was_training)
+
+
 def _noise(sample_rate: int, seconds: float, generator: torch.Generator) -> torch.Tensor:
     """Random input rather than zeros, so no data-dependent shortcut flatters the timing."""
     return 0.1 * torch.randn(1, int(round(sample_rate * seconds)), generator=generator)

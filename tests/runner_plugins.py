@@ -32,7 +32,12 @@ def _method(name: str, fault: str) -> type[KDMethod]:
     return type(
         f"Faulty{fault.title()}",
         (KDMethod,),
-        {"name": name, "description": f"test: loss {fault}s", "needs_teacher": False, "build": build},
+        {
+            "name": name,
+            "description": f"test: loss {fault}s",
+            "needs_teacher": False,
+            "build": build,
+        },
     )
 
 

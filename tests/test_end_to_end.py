@@ -54,3 +54,27 @@ def test_a_changed_setting_makes_new_trials_instead_of_mixing_with_old_rows(
     changed = runner.invoke(main, ["run", *base, "--set", "method.cosine.weight=0.5"])
     assert changed.exit_code == 0, changed.output
     assert "ran 1 trial(s)" in changed.output  # only cosine: none and references are reused
+
+
+def test_dry_run_counts_the_paper_grid_and_estimates_it_without_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main, ["run", "--preset", "paper", "--method", "all", "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "350 student trial(s), 1 teacher(s)" in result.output  # 5 pairs × 7 methods × 10 seeds
+    assert "GPU-hours at an assumed effective 4 TFLOP/s" in result.output
+    assert "paper_width_depth" in result.output
+    assert not (tmp_path / "kdbench-results").exists()
+
+
+def test_all_pairs_means_the_presets_suite():
+    from kdbench.config import load_config
+    from kdbench.grid import select_pairs
+    from kdbench.registry import get_registry
+
+    registry = get_registry()
+    quick = select_pairs(load_config("quick"), registry, "all")
+    paper = select_pairs(load_config("paper"), registry, "all")
+    assert quick == ["width", "kernel", "depth", "width8", "width_depth"]
+    assert paper == [f"paper_{name}" for name in quick]

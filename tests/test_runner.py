@@ -199,7 +199,8 @@ def test_failing_methods_fail_only_their_trials_and_retry_reruns_only_them(
 def test_killed_run_resumes_without_retraining_or_half_rows(cache: Path, tmp_path: Path) -> None:
     store_path = tmp_path / "results.db"
     command = [
-        sys.executable, "-c", "from kdbench.cli import main; main()", "run", "--preset", "ci", *TINY_CLI,
+        sys.executable, "-c", "from kdbench.cli import main; main()",
+        "run", "--preset", "ci", *TINY_CLI,
         "--seeds", "0,1", "--jobs", "1", "--results", str(store_path),
     ]
     env = {**os.environ, "KDBENCH_CACHE": str(cache)}
@@ -265,7 +266,12 @@ def test_ray_executor_gives_the_local_executors_scores(
     store = Store(tmp_path / "results.db")
     report = run_grid(grid, store, executor, params, 2)
     assert not report.failed
-    pd.testing.assert_frame_equal(score_table(local_store), score_table(store), check_exact=True)
+    # Same trials, same threads, same values — but the teacher's scores have been seen to
+    # differ in the 16th digit between two Ray runs on one cached checkpoint (not between
+    # local runs); until that is explained, the last bits are allowed to differ.
+    pd.testing.assert_frame_equal(
+        score_table(local_store), score_table(store), check_exact=False, rtol=1e-12, atol=0
+    )
 
 
 # --------------------------------------------------------------------------- status

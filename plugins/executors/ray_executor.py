@@ -29,7 +29,9 @@ def _ignore(item: Any, event: Any) -> None:
     """The report of a caller that asked for outcomes only."""
 
 
-def _call_reporting(work: Callable[[Any, OnStep | None], Any], item: Any, key: int, queue: Any) -> Any:
+def _call_reporting(
+    work: Callable[[Any, OnStep | None], Any], item: Any, key: int, queue: Any
+) -> Any:
     """The Ray task: tell the driver where the item runs, then run it reporting steps."""
     queue.put((key, started_here()))
 
@@ -47,7 +49,9 @@ class RayExecutor(Executor):
     name = "ray"
     description = "trials as Ray tasks on a local instance or a cluster (extra kdbench[ray])"
     params = {
-        "address": Param("", "cluster to join (ray://host:port or auto); empty = start locally", str),
+        "address": Param(
+            "", "cluster to join (ray://host:port or auto); empty = start locally", str
+        ),
         "cpus_per_trial": Param(0.0, "CPUs each trial reserves (0 = its torch threads)", float),
         "gpus_per_trial": Param(0.0, "GPUs each trial reserves", float),
         "max_retries": Param(2, "retries of a trial whose worker died", int),

@@ -1,8 +1,10 @@
-"""Teacher/student UNet pairs sized for CPU presets, from mild to severe mismatch.
+"""Teacher/student UNet pairs, from mild to severe mismatch, at two scales.
 
-Every pair shares one teacher (4 levels, 16…128 channels, kernel 5), so a grid over all
-pairs trains a single teacher; the students differ in width, depth and kernel, alone and
-combined, so a leaderboard can tell whether a method keeps its gain as the mismatch grows.
+Suite ``cpu``: every pair shares one teacher (4 levels, 16…128 channels, kernel 5), so a
+grid over all pairs trains a single teacher; the students differ in width, depth and
+kernel, alone and combined, so a leaderboard can tell whether a method keeps its gain as
+the mismatch grows. Suite ``paper`` scales the same five mismatches up to the house-style
+teacher of the paper's group (6 levels, 16…512 channels, Dropout2d 0.5 in the decoder).
 """
 
 from __future__ import annotations
@@ -55,7 +57,33 @@ PAIRS = (
 )
 
 
+PAPER_TEACHER = ModelSpec(
+    "unet", {"channels": [16, 32, 64, 128, 256, 512], "kernel": 5, "dropout": 0.5}
+)
+
+PAPER_STUDENTS = (
+    ("width", [4, 8, 16, 32, 64, 128], 5, "channels ÷4", 1),
+    ("kernel", [8, 16, 32, 64, 128, 256], 3, "kernel 3, channels ÷2", 1),
+    ("depth", [16, 32, 64, 128], 5, "4 levels instead of 6", 2),
+    ("width8", [2, 4, 8, 16, 32, 64], 5, "channels ÷8", 3),
+    ("width_depth", [4, 8, 16, 32], 5, "4 levels and channels ÷4", 4),
+)
+
+PAPER_PAIRS = tuple(
+    ArchitecturePair(
+        name=f"paper_{name}",
+        description=f"paper scale: student {description}",
+        teacher=PAPER_TEACHER,
+        student=ModelSpec("unet", {"channels": channels, "kernel": kernel, "dropout": 0.5}),
+        varies=PAIRS[[p.name for p in PAIRS].index(name)].varies,
+        mismatch=mismatch,
+        suite="paper",
+    )
+    for name, channels, kernel, description, mismatch in PAPER_STUDENTS
+)
+
+
 @hookimpl
 def kdbench_register_pairs(register) -> None:
-    for pair in PAIRS:
+    for pair in (*PAIRS, *PAPER_PAIRS):
         register.add(pair)
