@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import shlex
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,25 +14,11 @@ from rich.table import Table
 from kdbench import __version__
 from kdbench.cache import cache_root
 from kdbench.config import load_config
+from kdbench.cli_errors import err_console, reports_errors
 from kdbench.errors import KdbenchError
 from kdbench.registry import KINDS, get_registry
 
 console = Console()
-err_console = Console(stderr=True)
-
-
-def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Show a kdbench error as one actionable line instead of a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except KdbenchError as exc:
-            err_console.print(f"[bold red]error:[/bold red] {exc}")
-            sys.exit(2)
-
-    return wrapper
 
 
 def grid_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,8 +7,6 @@ in the same style.
 
 from __future__ import annotations
 
-import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,26 +14,12 @@ from typing import Any
 import click
 from rich.console import Console
 
+from kdbench.cli_errors import err_console, reports_errors
 from kdbench.errors import KdbenchError
 
 DEFAULT_RESULTS = "kdbench-results/results.db"
 
 console = Console()
-err_console = Console(stderr=True)
-
-
-def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Show a kdbench error as one actionable line instead of a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except KdbenchError as exc:
-            err_console.print(f"[bold red]error:[/bold red] {exc}")
-            sys.exit(2)
-
-    return wrapper
 
 
 def _student_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -99,7 +83,7 @@ def _load(
 @click.option(
     "--subtype", type=click.Choice(["pcm16", "float"]), default="pcm16", show_default=True
 )
-@_reports_errors
+@reports_errors
 def denoise(source, target, trial, best, pair, method, metric, dataset, results, subtype) -> None:
     """Denoise SOURCE (a file, or a folder of .wav files) into TARGET with a student.
 
@@ -121,7 +105,7 @@ def denoise(source, target, trial, best, pair, method, metric, dataset, results,
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @_student_options
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
-@_reports_errors
+@reports_errors
 def export(target, trial, best, pair, method, metric, dataset, results, fmt) -> None:
     """Export a student's mask network to TARGET (ONNX), verified against PyTorch, with a
     JSON sidecar describing the STFT around it and the streaming latency."""

@@ -42,7 +42,7 @@ TRAIN_PARAMS: dict[str, Param] = {
     "batch_size": Param(16, "crops per batch", int),
     "crop_seconds": Param(1.0, "length of the random training crops", float),
     "crop_grid_seconds": Param(
-        0.125,
+        0.25,
         "crop starts lie on this grid, so teacher outputs per crop can be reused",
         float,
     ),

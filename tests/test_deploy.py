@@ -39,7 +39,7 @@ SETTINGS = {
     "steps": 150,
     "task_loss": "magnitude_l1",
     "crop_seconds": 0.5,
-    "crop_grid_seconds": 0.125,
+    "crop_grid_seconds": 0.25,
     "batch_size": 4,
     "lr": 0.005,
     "checkpoint": "last",

@@ -16,14 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.api import Batch, DenoiserOutput, KDMethod, Param, hookimpl
+from kdbench.api import KDMethod, Param, hookimpl
 from kdbench_plugins.methods.latent_matching import (
-    build_aligners,
+    AlignedLatentLoss,
+    aligned_pairs,
     latents_param,
-    match_latents,
     match_param,
-    LatentPairLoss,
-    paired_tensors,
     resample_param,
 )
 
@@ -42,26 +40,15 @@ def cosine_distance(z_s: torch.Tensor, z_t: torch.Tensor, axis: str) -> torch.Te
     return (1.0 - F.cosine_similarity(z_s, z_t, dim=1)).mean()
 
 
-class CosineLoss(LatentPairLoss):
+class CosineLoss(AlignedLatentLoss):
     def __init__(
         self, pairs: list[tuple[str, str]], aligners: nn.ModuleList, weight: float, axis: str
     ) -> None:
-        super().__init__(pairs)
-        self.aligners = aligners
-        self.weight = weight
+        super().__init__(pairs, aligners, weight)
         self.axis = axis
 
-    def forward(
-        self, student: DenoiserOutput, teacher: DenoiserOutput | None, batch: Batch
-    ) -> torch.Tensor:
-        assert teacher is not None, "cosine needs the teacher's latents"
-        total = sum(
-            cosine_distance(*align(z_s, z_t), self.axis)
-            for align, (z_s, z_t) in zip(
-                self.aligners, paired_tensors(self.pairs, student.latents, teacher.latents)
-            )
-        )
-        return self.weight / len(self.pairs) * total
+    def distance(self, z_s: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
+        return cosine_distance(z_s, z_t, self.axis)
 
 
 class CosineMethod(KDMethod):
@@ -92,14 +79,7 @@ class CosineMethod(KDMethod):
         teacher_latents: Mapping[str, torch.Size],
         student_latents: Mapping[str, torch.Size],
     ) -> CosineLoss:
-        pairs = match_latents(self.hparams["latents"], teacher_latents, student_latents)
-        aligners = build_aligners(
-            pairs,
-            teacher_latents,
-            student_latents,
-            self.hparams["match"],
-            self.hparams["resample"],
-        )
+        pairs, aligners = aligned_pairs(self.hparams, teacher_latents, student_latents)
         return CosineLoss(pairs, aligners, self.hparams["weight"], self.hparams["axis"])
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.api import ConfigError, KDLoss, NotApplicable, Param
+from kdbench.api import Batch, ConfigError, DenoiserOutput, KDLoss, NotApplicable, Param
 
 LEVEL = re.compile(r"(enc|dec)(\d+)")
 GROUPS = ("encoder", "decoder", "all")
@@ -250,3 +250,47 @@ class LatentPairLoss(KDLoss):
 
     def teacher_reads(self) -> frozenset[str]:
         return frozenset(teacher for _, teacher in self.pairs)
+
+
+class AlignedLatentLoss(LatentPairLoss):
+    """A distance between aligned latent pairs (student projected or pooled, and resampled
+    onto the teacher's grid), averaged over the pairs and scaled by the KD weight.
+
+    Methods that differ only in the distance (cosine, MSE) subclass this and implement
+    `distance`, so alignment, averaging and weighting cannot drift apart between them.
+    """
+
+    def __init__(
+        self, pairs: Sequence[tuple[str, str]], aligners: nn.ModuleList, weight: float
+    ) -> None:
+        super().__init__(pairs)
+        self.aligners = aligners
+        self.weight = weight
+
+    def distance(self, z_s: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, student: DenoiserOutput, teacher: DenoiserOutput | None, batch: Batch
+    ) -> torch.Tensor:
+        assert teacher is not None, f"{type(self).__name__} needs the teacher's latents"
+        total = sum(
+            self.distance(*align(z_s, z_t))
+            for align, (z_s, z_t) in zip(
+                self.aligners, paired_tensors(self.pairs, student.latents, teacher.latents)
+            )
+        )
+        return self.weight / len(self.pairs) * total
+
+
+def aligned_pairs(
+    hparams: Mapping[str, object],
+    teacher_latents: Mapping[str, torch.Size],
+    student_latents: Mapping[str, torch.Size],
+) -> tuple[list[tuple[str, str]], nn.ModuleList]:
+    """The latent pairs a method's `latents` setting selects, and their aligners."""
+    pairs = match_latents(hparams["latents"], teacher_latents, student_latents)
+    aligners = build_aligners(
+        pairs, teacher_latents, student_latents, hparams["match"], hparams["resample"]
+    )
+    return pairs, aligners

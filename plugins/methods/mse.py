@@ -12,39 +12,20 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from kdbench.api import Batch, DenoiserOutput, KDMethod, Param, hookimpl
+from kdbench.api import KDMethod, Param, hookimpl
 from kdbench_plugins.methods.latent_matching import (
-    build_aligners,
+    AlignedLatentLoss,
+    aligned_pairs,
     latents_param,
-    match_latents,
     match_param,
-    LatentPairLoss,
-    paired_tensors,
     resample_param,
 )
 
 
-class MSELoss(LatentPairLoss):
-    def __init__(
-        self, pairs: list[tuple[str, str]], aligners: nn.ModuleList, weight: float
-    ) -> None:
-        super().__init__(pairs)
-        self.aligners = aligners
-        self.weight = weight
-
-    def forward(
-        self, student: DenoiserOutput, teacher: DenoiserOutput | None, batch: Batch
-    ) -> torch.Tensor:
-        assert teacher is not None, "mse needs the teacher's latents"
-        total = sum(
-            F.mse_loss(*align(z_s, z_t))
-            for align, (z_s, z_t) in zip(
-                self.aligners, paired_tensors(self.pairs, student.latents, teacher.latents)
-            )
-        )
-        return self.weight / len(self.pairs) * total
+class MSELoss(AlignedLatentLoss):
+    def distance(self, z_s: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(z_s, z_t)
 
 
 class MSEMethod(KDMethod):
@@ -65,14 +46,7 @@ class MSEMethod(KDMethod):
         teacher_latents: Mapping[str, torch.Size],
         student_latents: Mapping[str, torch.Size],
     ) -> MSELoss:
-        pairs = match_latents(self.hparams["latents"], teacher_latents, student_latents)
-        aligners = build_aligners(
-            pairs,
-            teacher_latents,
-            student_latents,
-            self.hparams["match"],
-            self.hparams["resample"],
-        )
+        pairs, aligners = aligned_pairs(self.hparams, teacher_latents, student_latents)
         return MSELoss(pairs, aligners, self.hparams["weight"])
 
 
