@@ -106,26 +106,38 @@ def _run_parallel(
     chunks = [list(items[start : start + size]) for start in range(0, len(items), size)]
     results: list[list[Score] | None] = [None] * len(chunks)
     done = 0
-    context = multiprocessing.get_context("spawn")
-    workers = min(jobs, len(chunks))
-    with concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker
-    ) as pool:
-        with _single_threaded_environment():
-            # Workers are spawned while tasks are submitted, so they inherit the setting.
-            futures = {
-                pool.submit(_score_chunk, metrics, chunk, sample_rate): index
-                for index, chunk in enumerate(chunks)
-            }
-        for future in concurrent.futures.as_completed(futures):
-            index = futures[future]
-            chunk_scores, warnings = future.result()
-            _log_warnings(warnings)
-            results[index] = chunk_scores
-            done += len(chunks[index])
-            if progress is not None:
-                progress(done)
+    pool = _pool(jobs)
+    with _single_threaded_environment():
+        # Workers are spawned while tasks are submitted, so they inherit the setting.
+        futures = {
+            pool.submit(_score_chunk, metrics, chunk, sample_rate): index
+            for index, chunk in enumerate(chunks)
+        }
+    for future in concurrent.futures.as_completed(futures):
+        index = futures[future]
+        chunk_scores, warnings = future.result()
+        _log_warnings(warnings)
+        results[index] = chunk_scores
+        done += len(chunks[index])
+        if progress is not None:
+            progress(done)
     return [score for chunk_scores in results if chunk_scores for score in chunk_scores]
+
+
+_pools: dict[int, concurrent.futures.ProcessPoolExecutor] = {}
+
+
+def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """One pool per size for the life of the process. A spawned worker costs seconds to
+    start (it imports torch and the metric packages) — more than scoring a test split takes
+    — so a process that scores many splits (a grid's trials) starts its workers once."""
+    pool = _pools.get(workers)
+    if pool is None or getattr(pool, "_broken", False):
+        pool = concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+        )
+        _pools[workers] = pool
+    return pool
 
 
 @contextlib.contextmanager
