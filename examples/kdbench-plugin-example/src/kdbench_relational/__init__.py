@@ -1,0 +1,1 @@
+"""Relational KD for kdbench, as an installable third-party plugin."""
