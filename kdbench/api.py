@@ -187,6 +187,13 @@ class MaskDenoiser(nn.Module):
         """Map a (batch, 1, freq, frames) magnitude to a mask of the same shape and latents."""
         raise NotImplementedError
 
+    def time_reach(self) -> tuple[int, int]:
+        """(frames, period): how many STFT frames on either side one mask frame depends on,
+        and the frame period on which the network computes the same function (2^depth for
+        stride-2 levels). Exact streaming needs both; a family that cannot say leaves this
+        unimplemented and streaming refuses the model."""
+        raise NotImplementedError
+
     def forward(self, noisy: torch.Tensor) -> DenoiserOutput:
         spec = self.stft(noisy)
         magnitude = spec.abs()

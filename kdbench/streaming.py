@@ -1,4 +1,4 @@
-"""Frame-by-frame denoising with a UNet student, reproducing offline inference.
+"""Frame-by-frame denoising with a mask-network student, reproducing offline inference.
 
 The UNet's convolutions are non-causal along time: every strided encoder conv and every
 transposed decoder conv looks at frames on both sides. A mask frame therefore depends on
@@ -34,7 +34,6 @@ import dataclasses
 
 import numpy as np
 import torch
-from torch import nn
 
 from kdbench.api import MaskDenoiser
 from kdbench.errors import KdbenchError
@@ -48,37 +47,15 @@ class TimeReach:
     period: int
 
 
-def _extent(conv: nn.Module) -> tuple[int, int]:
-    """(frames reached on the wider side, time stride) of one conv, in its own grid."""
-    kernel, stride, padding = conv.kernel_size[-1], conv.stride[-1], conv.padding[-1]
-    return max(padding, kernel - 1 - padding), stride
-
-
 def time_reach(model: MaskDenoiser) -> TimeReach:
-    """The UNet's receptive field along time, from its kernels and depth.
-
-    Encoder level d sees `extent` frames of level d−1 on each side, i.e. extent·2^(d−1)
-    input frames; a decoder level mapping grid 2^d to 2^(d−1) adds extent·2^(d−1) frames.
-    The deepest path (down to the bottleneck and back up) bounds every skip path.
-    """
-    encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
-    if not isinstance(encoder, nn.ModuleList) or not isinstance(decoder, nn.ModuleList):
+    """The model's receptive field along time, as its family declares it."""
+    try:
+        frames, period = model.time_reach()
+    except NotImplementedError:
         raise KdbenchError(
-            f"streaming supports the unet family (encoder/decoder conv stacks); "
-            f"{type(model).__name__} has none"
-        )
-    frames, scale = 0, 1
-    for block in encoder:
-        extent, stride = _extent(block[0])
-        frames += extent * scale
-        scale *= stride
-    period = scale
-    for block in decoder:
-        extent, stride = _extent(block[0])
-        scale //= stride
-        frames += extent * scale
-    if scale != 1:
-        raise KdbenchError("streaming needs a decoder that mirrors the encoder's strides")
+            f"{type(model).__name__} does not declare its receptive field along time "
+            "(MaskDenoiser.time_reach), so it cannot be streamed exactly"
+        ) from None
     return TimeReach(frames=frames, period=period)
 
 

@@ -7,7 +7,7 @@ whose voices were never heard in training. It needs the extra ``kdbench[espeak]`
 it the dataset still registers (so `kdbench list datasets` shows it) and `prepare` says
 how to install it.
 
-Reproducibility: each shard is synthesised in a freshly spawned process with a fixed call
+Reproducibility: each shard is synthesised in a fresh interpreter process with a fixed call
 sequence and eSpeak's noise generator seeded per utterance; two generations with the same
 eSpeak NG build are then sample-identical (checked by the tests). Other builds or
 platforms may speak differently, so the identity covers the library version and the
@@ -44,7 +44,7 @@ EXCLUDED_VARIANTS = frozenset({
 ear): a denoiser should learn to keep voiced speech, not these effects."""
 
 REPRODUCIBILITY = (
-    "each shard synthesised in a fresh spawned process, fixed call order, "
+    "each shard synthesised in a fresh interpreter process, fixed call order, "
     "espeak_ng_SetRandSeed per utterance: sample-identical across runs of the same "
     "eSpeak NG build; other builds or platforms may differ (compare content_sha256)"
 )
@@ -121,7 +121,7 @@ class EspeakDataset(Dataset):
     name: ClassVar[str] = "espeak"
     description: ClassVar[str] = (
         "eSpeak NG sentences in many voices/variants (disjoint per split) mixed with the "
-        "procedural noises; needs kdbench[espeak]"
+        "procedural noises; needs the espeakng-loader package"
     )
     params: ClassVar[Mapping[str, Param]] = {
         "n_train": Param(600, "training utterances", int),
@@ -158,7 +158,7 @@ class EspeakDataset(Dataset):
             header = {"settings": settings.to_json(), "versions": versions,
                       "reproducibility": REPRODUCIBILITY}
             espeak_cache.write_corpus(folder, corpus, header)
-        manifest = espeak_cache.read_manifest(folder)
+        manifest = espeak_cache.read_manifest(folder, settings.to_json())
         return PreparedDataset(
             name=self.name,
             identity=identity(key, manifest),

@@ -74,7 +74,8 @@ def write_corpus(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest, checked against itself and against the settings it should be for."""
     path = folder / MANIFEST
     try:
         manifest = json.loads(path.read_text())
@@ -82,6 +83,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
             raise ValueError(f"unexpected format {manifest['format']!r}")
         if manifest["content_sha256"] != content_digest(manifest):
             raise ValueError("its content_sha256 does not match its entries")
+        if manifest["settings"] != settings:
+            raise ValueError("it was written for other settings")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise AudioError(
             f"{path}: unreadable or inconsistent eSpeak corpus manifest ({exc}); delete "

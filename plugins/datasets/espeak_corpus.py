@@ -11,9 +11,14 @@ number of workers.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
+import json
 import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +26,7 @@ import torch
 import torchaudio.functional as AF
 
 from kdbench_plugins.datasets import espeak_engine
-from kdbench_plugins.datasets.espeak_engine import UtteranceScript, Voice
+from kdbench_plugins.datasets.espeak_engine import ShardAudio, UtteranceScript, Voice
 from kdbench_plugins.datasets.espeak_sentences import sentence
 from kdbench_plugins.datasets.procedural.generate import PEAK
 from kdbench_plugins.datasets.procedural.noise import make_noise, mix
@@ -109,7 +114,7 @@ def split_voices(settings: EspeakSettings) -> dict[str, list[Voice]]:
                 variant=variant,
                 rate=int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1)),
                 pitch=int(rng.integers(PITCH[0], PITCH[1] + 1)),
-                range=int(rng.integers(RANGE[0], RANGE[1] + 1)),
+                pitch_range=int(rng.integers(RANGE[0], RANGE[1] + 1)),
             ))
         start += settings.voices[split]
     return voices
@@ -133,14 +138,36 @@ def _plan(settings: EspeakSettings) -> list[_Shard]:
     ]
 
 
+def _synthesize_in_process(scripts: list[UtteranceScript]) -> ShardAudio:
+    """One shard in a new interpreter running only the engine module.
+
+    A new interpreter rather than a multiprocessing spawn: spawn re-runs the caller's main
+    module in every child, which breaks scripts without a ``__main__`` guard and imports
+    torch (through the CLI) once per shard.
+    """
+    payload = json.dumps([dataclasses.asdict(script) for script in scripts])
+    with tempfile.TemporaryDirectory(prefix="kdbench-espeak-") as folder:
+        out = Path(folder) / "shard.npz"
+        done = subprocess.run(
+            [sys.executable, "-m", espeak_engine.__name__, str(out)],
+            input=payload, capture_output=True, text=True, check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"eSpeak NG worker failed (exit {done.returncode}):\n{done.stderr[-2000:]}"
+            )
+        with np.load(out, allow_pickle=False) as data:
+            spoken = [int(k) for k in data["spoken"]]
+            return int(data["rate"]), [(data[f"u{k}"], n) for k, n in enumerate(spoken)]
+
+
 def _synthesize(
     jobs: list[list[UtteranceScript]], workers: int
-) -> Iterator[tuple[int, list[tuple[np.ndarray, int]]]]:
-    """Each shard in a process of its own, spawned (never forked from a process that may
-    have synthesised before), results in plan order."""
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(min(workers, len(jobs)), maxtasksperchild=1) as pool:
-        yield from pool.imap(espeak_engine.synthesize_shard, jobs)
+) -> Iterator[ShardAudio]:
+    """Each shard in a fresh process of its own (never one that synthesised before),
+    results in plan order; threads only wait on the processes."""
+    with ThreadPoolExecutor(min(workers, len(jobs))) as pool:
+        yield from pool.map(_synthesize_in_process, jobs)
 
 
 def _fit(samples: np.ndarray, rate: int, n: int) -> np.ndarray:
@@ -173,7 +200,7 @@ def _mixed(
             "variant": voice.variant,
             "rate_wpm": voice.rate,
             "pitch": voice.pitch,
-            "pitch_range": voice.range,
+            "pitch_range": voice.pitch_range,
             "text": " ".join(script.sentences[k % len(script.sentences)] for k in range(spoken)),
             "noise": kind,
             "snr_db": float(snr),

@@ -1,14 +1,15 @@
 """libespeak-ng through ctypes, and the per-shard worker that runs it in a fresh process.
 
 The library comes from the optional `espeakng-loader` package (``kdbench[espeak]``), which
-ships the shared library and its data; nothing of eSpeak NG is vendored here. This module
-imports only ctypes and numpy at the top, so a spawned worker starts in a fraction of a
-second.
+ships the shared library and its data; nothing of eSpeak NG is vendored here. Run as
+``python -m kdbench_plugins.datasets.espeak_engine OUT.npz`` with the shard's scripts as
+JSON on stdin, it synthesises one shard; it imports only ctypes and numpy, so that process
+starts in a fraction of a second.
 
 Why every shard gets a fresh process: eSpeak NG keeps synthesis state in globals that
 survive between calls, even across `espeak_Terminate` and a new `espeak_Initialize`, so
 an utterance's samples depend on every synthesis before it in the same process; and its
-noise generator (breath, whisper, Klatt aspiration) is seeded from the clock. A fresh
+noise generator (breathy and whispered variants) is seeded from the clock. A fresh
 process replaying a fixed sequence of calls, with `espeak_ng_SetRandSeed` before each
 utterance, gives the same samples on every run with the same library.
 """
@@ -19,6 +20,8 @@ import ctypes
 import dataclasses
 import importlib
 import importlib.metadata
+import json
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -40,9 +43,13 @@ _SynthCallback = ctypes.CFUNCTYPE(
 )
 
 
+ShardAudio = tuple[int, list[tuple[np.ndarray, int]]]
+"""The engine's sample rate and, per utterance, its int16 samples and sentences spoken."""
+
+
 class EspeakUnavailable(RuntimeError):
     """The extra is not installed or its library cannot be loaded; the message says how to
-    fix it. Kept free of kdbench imports so a spawned worker can raise it cheaply."""
+    fix it. Not a kdbench error class, so the worker process never imports kdbench."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +61,7 @@ class Voice:
     variant: str
     rate: int
     pitch: int
-    range: int
+    pitch_range: int
 
     @property
     def espeak_name(self) -> str:
@@ -70,6 +77,15 @@ class UtteranceScript:
     sentences: tuple[str, ...]
     seconds: float
     rand_seed: int
+
+    @classmethod
+    def from_json(cls, data: dict) -> UtteranceScript:
+        return cls(
+            voice=Voice(**data["voice"]),
+            sentences=tuple(data["sentences"]),
+            seconds=float(data["seconds"]),
+            rand_seed=int(data["rand_seed"]),
+        )
 
 
 def loader() -> ModuleType:
@@ -150,7 +166,7 @@ class _Engine:
         if self.lib.espeak_SetVoiceByName(voice.espeak_name.encode()) != _EE_OK:
             raise ValueError(f"eSpeak NG has no voice {voice.espeak_name!r}")
         for parameter, value in ((_RATE, voice.rate), (_PITCH, voice.pitch),
-                                 (_RANGE, voice.range)):
+                                 (_RANGE, voice.pitch_range)):
             self.lib.espeak_SetParameter(parameter, value, 0)
 
     def say(self, text: str) -> np.ndarray:
@@ -164,9 +180,9 @@ class _Engine:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
 
 
-def synthesize_shard(scripts: list[UtteranceScript]) -> tuple[int, list[tuple[np.ndarray, int]]]:
-    """Run in a fresh process per shard: the engine's sample rate and, per utterance, its
-    int16 samples and how many sentences were spoken."""
+def synthesize_shard(scripts: list[UtteranceScript]) -> ShardAudio:
+    """Every utterance of a shard, in order. Reproducible only as the first synthesis of a
+    fresh process (see above)."""
     engine = _Engine()
     out = []
     for script in scripts:
@@ -180,3 +196,16 @@ def synthesize_shard(scripts: list[UtteranceScript]) -> tuple[int, list[tuple[np
             pieces.append(engine.say(script.sentences[len(pieces) % len(script.sentences)]))
         out.append((np.concatenate(pieces), len(pieces)))
     return engine.rate, out
+
+
+def main(argv: list[str]) -> None:
+    """Synthesise the shard read from stdin into the npz file `argv[1]`: `rate`, `spoken`
+    (sentences per utterance) and one int16 array `u<k>` per utterance."""
+    scripts = [UtteranceScript.from_json(item) for item in json.load(sys.stdin)]
+    rate, results = synthesize_shard(scripts)
+    arrays = {f"u{k}": samples for k, (samples, _) in enumerate(results)}
+    np.savez(argv[1], rate=rate, spoken=np.array([spoken for _, spoken in results]), **arrays)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

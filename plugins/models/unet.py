@@ -45,6 +45,12 @@ def _decoder_block(cin: int, cout: int, kernel: int, dropout: float, last: bool)
     return nn.Sequential(*layers)
 
 
+def _time_extent(conv: nn.Module) -> tuple[int, int]:
+    """(frames reached on the wider side, time stride) of one conv, in its own grid."""
+    kernel, stride, padding = conv.kernel_size[-1], conv.stride[-1], conv.padding[-1]
+    return max(padding, kernel - 1 - padding), stride
+
+
 class UNet(MaskDenoiser):
     """Latents: ``enc1..encN`` (encoder outputs), ``bottleneck`` (the deepest encoder
     output, the paper's distillation point) and ``dec1..dec{N-1}`` (decoder outputs in
@@ -74,6 +80,23 @@ class UNet(MaskDenoiser):
             self.decoder.append(
                 _decoder_block(cin, cout, kernel, dropout if level < 3 else 0.0, level == depth - 1)
             )
+
+    def time_reach(self) -> tuple[int, int]:
+        """Encoder level d sees `extent` frames of level d−1 on each side, i.e.
+        extent·2^(d−1) input frames; a decoder level mapping grid 2^d to 2^(d−1) adds
+        extent·2^(d−1) frames. The deepest path (down to the bottleneck and back up)
+        bounds every skip path."""
+        frames, scale = 0, 1
+        for block in self.encoder:
+            extent, stride = _time_extent(block[0])
+            frames += extent * scale
+            scale *= stride
+        period = scale
+        for block in self.decoder:
+            extent, stride = _time_extent(block[0])
+            scale //= stride
+            frames += extent * scale
+        return frames, period
 
     def mask_network(
         self, magnitude: torch.Tensor
