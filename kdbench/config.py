@@ -1,5 +1,8 @@
 """Presets, `--set` overrides and their validation.
 
+The core declares the settings but names no plugin: which datasets, methods, controls and
+metrics a grid uses comes from the preset (configs/), so the core stays plugin-agnostic.
+
 A configuration is a preset (TOML) overlaid with `--set section.key=value` overrides. The
 core sections (`run`, `train`, `teacher`) are declared here; `dataset.NAME`, `method.NAME`
 and `executor.NAME` sections are checked against the parameters each plugin declares, so a
@@ -24,14 +27,14 @@ from kdbench.train.task_losses import TASK_LOSSES
 CHECKPOINT_POLICIES = ("last", "best_valid")
 
 RUN_PARAMS: dict[str, Param] = {
-    "datasets": Param(["procedural"], "datasets to run on", list),
+    "datasets": Param([], "datasets to run on", list),
     "pairs": Param(["all"], "architecture pairs (`all` = every pair of the suite)", list),
     "suite": Param("cpu", "the scale of pairs that `all` selects (cpu, paper, ...)", str),
-    "methods": Param(["cosine"], "KD methods under study (`all` = every registered)", list),
-    "controls": Param(["none"], "methods always run beside `methods`, on the same seeds", list),
-    "baseline": Param("fgspkd", "the method that the name `baseline` stands for", str),
+    "methods": Param([], "KD methods under study (`all` = every registered)", list),
+    "controls": Param([], "methods always run beside `methods`, on the same seeds", list),
+    "baseline": Param("", "the method that the name `baseline` stands for", str),
     "seeds": Param([0, 1, 2], "student seeds; a seed fixes init and data order", list, item_type=int),
-    "metrics": Param(["pesq_wb", "stoi", "si_sdr"], "per-utterance metrics on the test split", list),
+    "metrics": Param([], "per-utterance metrics on the test split", list),
     "executor": Param("local", "where trials run", str),
     "jobs": Param(1, "trials run at once", int),
     "results": Param("kdbench-results/results.db", "the SQLite results store", str),
@@ -182,6 +185,9 @@ def load_config(
     }
     if resolved["run"]["jobs"] < 1:
         raise ConfigError("run.jobs: must be at least 1")
+    for key in ("datasets", "metrics"):
+        if not resolved["run"][key]:
+            raise ConfigError(f"run.{key}: the preset names none; set at least one")
     return Config(
         preset=preset,
         run=resolved["run"],

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kdbench.api import PreparedDataset, resolve_params
 from kdbench.config import Config
+from kdbench.errors import ConfigError
 from kdbench.identity import stable_id
 from kdbench.registry import Registry
 from kdbench.trial import Trial
@@ -48,6 +49,8 @@ def select_methods(config: Config, registry: Registry, requested: Sequence[str] 
     """Requested methods (names, comma lists, `all`, `baseline`) plus the controls."""
     if isinstance(requested, str):
         requested = [part.strip() for part in requested.split(",") if part.strip()]
+    if "baseline" in requested and not config.run["baseline"]:
+        raise ConfigError("--method baseline: run.baseline names no method in this preset")
     expanded = [config.run["baseline"] if name == "baseline" else name for name in requested]
     names = registry.select("methods", expanded)
     return list(dict.fromkeys([*config.run["controls"], *names]))

@@ -46,5 +46,12 @@ def test_unknown_preset_lists_the_shipped_ones():
 
 def test_a_preset_file_path_works(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text('[train]\nsteps = 5\n')
+    path.write_text('[run]\ndatasets = ["procedural"]\nmetrics = ["si_sdr"]\n[train]\nsteps = 5\n')
     assert load_config(str(path)).train["steps"] == 5
+
+
+def test_the_core_names_no_plugin_so_a_preset_must(tmp_path):
+    path = tmp_path / "empty.toml"
+    path.write_text('[run]\nmetrics = ["si_sdr"]\n')
+    with pytest.raises(ConfigError, match="run.datasets: the preset names none"):
+        load_config(str(path))
