@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from kdbench.audio import AudioInfo, audio_info, read_audio, write_audio
+from kdbench.cache import staged_directory
 from kdbench.errors import AudioError, ConfigError, MetricUndefined, NotApplicable
 from kdbench.hookspecs import hookimpl
 
@@ -46,6 +47,7 @@ __all__ = [
     "hookimpl",
     "read_audio",
     "resolve_params",
+    "staged_directory",
     "write_audio",
 ]
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import platformdirs
@@ -15,3 +19,23 @@ def cache_root() -> Path:
     root = Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("kdbench"))
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+@contextlib.contextmanager
+def staged_directory(folder: Path) -> Iterator[Path]:
+    """A staging folder beside `folder` that becomes `folder` in one rename when the block
+    ends without error, so a killed or failed write never leaves a half-written cache. If
+    another process published the same folder first, its copy is kept: same settings,
+    same content."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging.chmod(0o755)  # mkdtemp's private mode would otherwise hide a shared cache
+    try:
+        yield staging
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from kdbench.api import Executor
+
 OnStep = Callable[[int, int], None]
 
 
@@ -75,3 +77,44 @@ class ReportingExecutor(Protocol):
         lost: Callable[[Any, str], Any],
         report: Report,
     ) -> Iterator[Any]: ...
+
+
+def _ignore(item: Any, event: Event) -> None:
+    """The report of a caller that asked for outcomes only."""
+
+
+class _WithoutProgress:
+    """Adapts a one-argument `work` to the (item, on_step) calling convention; a class,
+    not a closure, so it pickles to spawned workers."""
+
+    def __init__(self, work: Callable[[Any], Any]) -> None:
+        self.work = work
+
+    def __call__(self, item: Any, on_step: OnStep | None) -> Any:
+        return self.work(item)
+
+
+class ProgressExecutor(Executor):
+    """An executor that implements `run_reporting`; its plain `run` is the same thing
+    with progress ignored, so each executor writes its scheduling once."""
+
+    def run(
+        self,
+        work: Callable[[Any], Any],
+        items: Sequence[Any],
+        jobs: int,
+        params: Mapping[str, Any],
+        lost: Callable[[Any, str], Any],
+    ) -> Iterator[Any]:
+        return self.run_reporting(_WithoutProgress(work), items, jobs, params, lost, _ignore)
+
+    def run_reporting(
+        self,
+        work: Callable[[Any, OnStep | None], Any],
+        items: Sequence[Any],
+        jobs: int,
+        params: Mapping[str, Any],
+        lost: Callable[[Any, str], Any],
+        report: Report,
+    ) -> Iterator[Any]:
+        raise NotImplementedError

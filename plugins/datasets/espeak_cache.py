@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kdbench.api import AudioError, Utterance, read_audio, write_audio
+from kdbench.api import AudioError, Utterance, read_audio, staged_directory, write_audio
 from kdbench_plugins.datasets.espeak_corpus import SPLITS, GeneratedUtterance
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
 
@@ -45,10 +42,7 @@ def write_corpus(
     header: Mapping[str, Any],
 ) -> None:
     """Write the wavs and the manifest (`header` plus per-utterance entries) into `folder`."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    staging.chmod(0o755)  # mkdtemp's private mode would otherwise hide a shared cache
-    try:
+    with staged_directory(folder) as staging:
         splits: dict[str, list[dict[str, Any]]] = {}
         for split in SPLITS:
             splits[split] = []
@@ -64,14 +58,6 @@ def write_corpus(
         manifest = {"format": MANIFEST_FORMAT, **header, "splits": splits}
         manifest["content_sha256"] = content_digest(manifest)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not folder.is_dir():
-                raise
-            # Another process finished the same corpus first; it is used as it is.
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_manifest(folder: Path, settings: Mapping[str, Any]) -> dict[str, Any]:

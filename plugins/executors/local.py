@@ -26,8 +26,8 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from kdbench.api import Executor, hookimpl
-from kdbench.progress import OnStep, Report, Step, started_here, throttled
+from kdbench.api import hookimpl
+from kdbench.progress import OnStep, ProgressExecutor, Report, Step, started_here, throttled
 
 STEP_INTERVAL_SECONDS = 0.2
 
@@ -116,19 +116,9 @@ class _Worker:
         self.connection.close()
 
 
-class LocalExecutor(Executor):
+class LocalExecutor(ProgressExecutor):
     name = "local"
     description = "trials on this machine, `--jobs N` worker processes at once"
-
-    def run(
-        self,
-        work: Callable[[Any], Any],
-        items: Sequence[Any],
-        jobs: int,
-        params: Mapping[str, Any],
-        lost: Callable[[Any, str], Any],
-    ) -> Iterator[Any]:
-        return self.run_reporting(_Unary(work), items, jobs, params, lost, _ignore)
 
     def run_reporting(
         self,
@@ -185,21 +175,6 @@ class LocalExecutor(Executor):
         finally:
             for worker in workers:
                 worker.stop()
-
-
-def _ignore(item: Any, event: Any) -> None:
-    """The report of a caller that asked for outcomes only."""
-
-
-class _Unary:
-    """Adapts a one-argument `work` to the (item, on_step) calling convention; a class,
-    not a closure, so it pickles to spawned workers."""
-
-    def __init__(self, work: Callable[[Any], Any]) -> None:
-        self.work = work
-
-    def __call__(self, item: Any, on_step: OnStep | None) -> Any:
-        return self.work(item)
 
 
 def _collect(

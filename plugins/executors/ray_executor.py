@@ -17,16 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from kdbench.api import Executor, Param, hookimpl
+from kdbench.api import Param, hookimpl
 from kdbench.errors import KdbenchError
-from kdbench.progress import OnStep, Report, Step, started_here, throttled
+from kdbench.progress import OnStep, ProgressExecutor, Report, Step, started_here, throttled
 
 STEP_INTERVAL_SECONDS = 0.5
 POLL_SECONDS = 0.25
-
-
-def _ignore(item: Any, event: Any) -> None:
-    """The report of a caller that asked for outcomes only."""
 
 
 def _call_reporting(
@@ -45,7 +41,7 @@ def _cpus(item: Any, params: Mapping[str, Any]) -> float:
     return params["cpus_per_trial"] or float(max(1, getattr(item, "threads", 1)))
 
 
-class RayExecutor(Executor):
+class RayExecutor(ProgressExecutor):
     name = "ray"
     description = "trials as Ray tasks on a local instance or a cluster (extra kdbench[ray])"
     params = {
@@ -56,18 +52,6 @@ class RayExecutor(Executor):
         "gpus_per_trial": Param(0.0, "GPUs each trial reserves", float),
         "max_retries": Param(2, "retries of a trial whose worker died", int),
     }
-
-    def run(
-        self,
-        work: Callable[[Any], Any],
-        items: Sequence[Any],
-        jobs: int,
-        params: Mapping[str, Any],
-        lost: Callable[[Any, str], Any],
-    ) -> Iterator[Any]:
-        return self.run_reporting(
-            lambda item, on_step: work(item), items, jobs, params, lost, _ignore
-        )
 
     def run_reporting(
         self,

@@ -10,9 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,6 +26,7 @@ from kdbench.api import (
     Utterance,
     hookimpl,
     resolve_params,
+    staged_directory,
 )
 from kdbench_plugins.datasets.procedural import generate
 from kdbench_plugins.datasets.procedural.generate import SPLITS, CorpusSettings, SplitAudio
@@ -114,22 +112,11 @@ class ProceduralDataset(Dataset):
 
 
 def _generate_into(settings: CorpusSettings, folder: Path) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    staging.chmod(0o755)  # mkdtemp's private mode would otherwise hide a shared cache
-    try:
+    with staged_directory(folder) as staging:
         corpus = _generate_with_progress(settings)
         for split, audio in corpus.items():
             _save_split(staging / f"{split}.npz", audio)
         (staging / "settings.json").write_text(json.dumps(settings.to_json(), indent=2))
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not folder.is_dir():
-                raise
-            # Another process finished the same corpus first; its copy is identical.
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _generate_with_progress(settings: CorpusSettings) -> dict[str, SplitAudio]:
