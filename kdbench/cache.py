@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import platformdirs
+import torch
 
 CACHE_ENV = "KDBENCH_CACHE"
 
@@ -39,3 +40,17 @@ def staged_directory(folder: Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def save_atomically(payload: object, path: Path) -> None:
+    """`torch.save` to a temporary file beside `path`, then one rename: readers in other
+    processes see the old file, no file, or the whole new one, never a torn write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(payload, temp)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)

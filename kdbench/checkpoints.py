@@ -7,9 +7,7 @@ arbitrary unpickling is refused rather than executed.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +15,13 @@ import torch
 
 from kdbench import RESULT_VERSION, __version__
 from kdbench.api import MaskDenoiser, ModelSpec
+from kdbench.cache import save_atomically
 from kdbench.errors import KdbenchError
 
 
 def save_checkpoint(
     path: Path, spec: ModelSpec, model: torch.nn.Module, meta: dict[str, Any]
 ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": "kdbench-checkpoint",
         "kdbench_version": __version__,
@@ -32,14 +30,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta,
     }
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(payload, temp)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+    save_atomically(payload, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

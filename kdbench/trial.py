@@ -166,8 +166,9 @@ def _run_student(
     kd_loss = method.build(teacher_shapes, _latent_shapes(student, crop))
     teacher_outputs = None
     if teacher is not None:
-        key = f"{outcome.details['teacher']['teacher_key']}/{trial.train_settings['crop_seconds']}"
-        teacher_outputs = shared_teacher_outputs(key, teacher)
+        folder = Path(trial.cache_dir) / "teacher_outputs" / outcome.details["teacher"]["teacher_key"]
+        teacher_outputs = shared_teacher_outputs(folder, teacher)
+        counts_before = (teacher_outputs.computed, teacher_outputs.from_table)
     result = train(
         student,
         dataset.splits["train"],
@@ -182,10 +183,9 @@ def _run_student(
     )
     outcome.details["train"] = dataclasses.asdict(result)
     if teacher_outputs is not None:
-        outcome.details["teacher_outputs"] = {
-            "computed": teacher_outputs.computed,
-            "reused": teacher_outputs.reused,
-            "cached_mb": teacher_outputs.bytes / 2**20,
+        outcome.details["teacher_outputs"] = {  # this trial's share of the table's work
+            "computed": teacher_outputs.computed - counts_before[0],
+            "from_table": teacher_outputs.from_table - counts_before[1],
         }
     outcome.details["extra_params"] = kd_loss.extra_parameters()
     save_checkpoint(

@@ -50,34 +50,65 @@ def test_crops_follow_the_seed_and_lie_on_the_grid():
         assert all(start % 2000 == 0 for _, start in a[2])
         index, start = a[2][0]
         assert torch.equal(a[0][0], torch.from_numpy(data[index].noisy[start : start + 4000]))
+        assert torch.equal(a[0][0], first.crop_at(index, start))
+    assert list(first.starts(0)) == list(range(0, 12001, 2000)) and first.crop_count() == 5 * 7
 
 
-def test_cached_teacher_outputs_equal_a_forward_pass_on_each_crop_alone():
-    torch.manual_seed(0)
+def test_an_utterance_shorter_than_a_crop_is_one_padded_crop():
+    data = [*_utterances(1, seconds=0.2), *_utterances(1, seconds=1.0, seed=1)]
+    sampler = CropSampler(data, 4000, 8, seed=0, grid_samples=2000)
+    assert list(sampler.starts(0)) == [0] and sampler.crop_count() == 1 + 7
+    noisy, _, keys = sampler.next_batch()
+    short = [row for row, key in zip(noisy, keys) if key[0] == 0]
+    assert short and all(torch.equal(row[3200:], torch.zeros(800)) for row in short)
+
+
+def _frozen_teacher(seed: int = 0):
+    torch.manual_seed(seed)
     teacher = build_unet({"channels": [4, 8]}).eval()
-    cache = TeacherOutputs(teacher)
-    noisy = torch.randn(3, 8000)
-    reads = frozenset({"bottleneck", "magnitude"})
-    cold = cache.outputs(noisy, ["a", "b", "c"], reads)
-    warm = cache.outputs(noisy, ["a", "b", "c"], reads)
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
+def test_tabled_teacher_outputs_equal_a_forward_pass_on_each_crop_alone(tmp_path):
+    teacher = _frozen_teacher()
+    sampler = CropSampler(_utterances(3), 4000, 3, seed=0, grid_samples=2000)
+    keys = [(0, 2000), (2, 0), (1, 12000)]
+    reads = frozenset({"bottleneck", "enc2", "magnitude"})
+    first = TeacherOutputs(teacher, tmp_path)
+    cold = first.outputs(sampler, keys, reads)
+    assert first.computed == 3 * len(sampler.starts(0))  # the three utterances, every start
+    other_process = TeacherOutputs(teacher, tmp_path)
+    warm = other_process.outputs(sampler, keys, reads)
+    assert other_process.computed == 0 and other_process.from_table == 3
     with torch.no_grad():
-        alone = teacher(noisy[1:2])
-    assert torch.equal(cold.latents["bottleneck"], warm.latents["bottleneck"])
-    assert torch.equal(warm.latents["bottleneck"][1], alone.latents["bottleneck"][0])
-    assert torch.equal(warm.magnitude[1], alone.magnitude[0])
-    assert (cache.computed, cache.reused) == (3, 3)
-    assert set(warm.latents) == {"bottleneck"}
+        alone = teacher(sampler.crop_at(2, 0)[None])
+    for output in (cold, warm):
+        assert torch.equal(output.latents["bottleneck"][1], alone.latents["bottleneck"][0])
+        assert torch.equal(output.latents["enc2"][1], alone.latents["enc2"][0])
+        assert torch.equal(output.magnitude[1], alone.magnitude[0])
+        assert set(output.latents) == {"bottleneck", "enc2"}
+    # enc2 is the bottleneck of a two-level UNet: one tensor, stored once
+    assert sorted(path.name for path in (tmp_path / "4000-2000").iterdir()) == ["bottleneck", "magnitude"]
 
 
-def test_the_cache_budget_bounds_memory_but_not_the_values():
-    teacher = build_unet({"channels": [4, 8]}).eval()
-    cache = TeacherOutputs(teacher, budget_bytes=0)
-    noisy = torch.randn(2, 8000)
-    reads = frozenset({"bottleneck"})
-    first = cache.outputs(noisy, ["a", "b"], reads)
-    second = cache.outputs(noisy, ["a", "b"], reads)
-    assert cache.bytes == 0 and cache.computed == 4
-    assert torch.equal(first.latents["bottleneck"], second.latents["bottleneck"])
+def test_outputs_past_the_disk_budget_are_computed_live_with_the_same_values(tmp_path):
+    teacher = _frozen_teacher()
+    sampler = CropSampler(_utterances(3), 4000, 2, seed=0, grid_samples=2000)
+    keys = [(0, 0), (1, 4000)]
+    probe = TeacherOutputs(teacher, tmp_path / "probe")
+    probe.outputs(sampler, keys, frozenset({"bottleneck"}))
+    bottleneck_table = probe.crop_bytes["bottleneck"] * sampler.crop_count()
+    assert probe.crop_bytes["magnitude"] > probe.crop_bytes["bottleneck"]
+    reads = frozenset({"bottleneck", "magnitude"})
+    tight = TeacherOutputs(teacher, tmp_path / "tight", budget_bytes=bottleneck_table)
+    first, second = tight.outputs(sampler, keys, reads), tight.outputs(sampler, keys, reads)
+    assert sorted(path.name for path in (tmp_path / "tight" / "4000-2000").iterdir()) == ["bottleneck"]
+    unbounded = TeacherOutputs(teacher, tmp_path / "unbounded").outputs(sampler, keys, reads)
+    for output in (first, second):
+        assert torch.equal(output.magnitude, unbounded.magnitude)
+        assert torch.equal(output.latents["bottleneck"], unbounded.latents["bottleneck"])
 
 
 def _student_after_kd(teacher, cache: TeacherOutputs | None) -> dict[str, torch.Tensor]:
@@ -93,18 +124,16 @@ def _student_after_kd(teacher, cache: TeacherOutputs | None) -> dict[str, torch.
     return student.state_dict()
 
 
-def test_a_kd_trial_gives_the_same_weights_with_a_cold_or_a_warm_cache():
-    teacher = build_unet({"channels": [4, 8]}).eval()
-    for parameter in teacher.parameters():
-        parameter.requires_grad_(False)
-    cache = TeacherOutputs(teacher)
+def test_a_kd_trial_gives_the_same_weights_whatever_the_state_of_the_table(tmp_path):
+    teacher = _frozen_teacher()
+    cache = TeacherOutputs(teacher, tmp_path)
     cold = _student_after_kd(teacher, cache)
     assert cache.computed > 0
-    warm = _student_after_kd(teacher, cache)
-    assert cache.reused > 0
-    fresh = _student_after_kd(teacher, TeacherOutputs(teacher))
+    warm = _student_after_kd(teacher, TeacherOutputs(teacher, tmp_path))
+    no_table = _student_after_kd(teacher, TeacherOutputs(teacher, None))
     for name in cold:
-        assert torch.equal(cold[name], warm[name]) and torch.equal(cold[name], fresh[name]), name
+        assert torch.equal(cold[name], warm[name]), name
+        assert torch.equal(cold[name], no_table[name]), name
 
 
 class Exploding(KDLoss):

@@ -35,18 +35,33 @@ class CropSampler:
         self.grid = max(1, grid_samples)
         self.rng = np.random.default_rng(seed)
 
-    def _crop(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-        clean, noisy = self.clean[index], self.noisy[index]
-        length = clean.shape[-1]
+    def starts(self, index: int) -> range:
+        """Every crop start of an utterance: the grid points a crop fits from, or just 0
+        for an utterance no longer than a crop (padded instead)."""
+        length = self.noisy[index].shape[-1]
         if length <= self.crop:
-            pad = self.crop - length
-            return (
-                torch.nn.functional.pad(noisy, (0, pad)),
-                torch.nn.functional.pad(clean, (0, pad)),
-                (index, 0),
-            )
-        start = int(self.rng.integers(0, (length - self.crop) // self.grid + 1)) * self.grid
-        return noisy[start : start + self.crop], clean[start : start + self.crop], (index, start)
+            return range(1)
+        return range(0, (length - self.crop) // self.grid * self.grid + 1, self.grid)
+
+    def crop_count(self) -> int:
+        """How many distinct crops the split holds, i.e. how many the sampler can draw."""
+        return sum(len(self.starts(index)) for index in range(len(self.noisy)))
+
+    def crop_at(self, index: int, start: int) -> torch.Tensor:
+        """The noisy crop a batch holds for key (index, start)."""
+        return self._cut(self.noisy[index], start)
+
+    def _cut(self, signal: torch.Tensor, start: int) -> torch.Tensor:
+        if signal.shape[-1] <= self.crop:
+            return torch.nn.functional.pad(signal, (0, self.crop - signal.shape[-1]))
+        return signal[start : start + self.crop]
+
+    def _crop(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        start = 0
+        if self.noisy[index].shape[-1] > self.crop:  # a padded short utterance draws nothing
+            starts = self.starts(index)
+            start = starts[int(self.rng.integers(0, len(starts)))]
+        return self._cut(self.noisy[index], start), self._cut(self.clean[index], start), (index, start)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         """Noisy and clean crops, and each crop's (utterance index, start) key.

@@ -1,82 +1,155 @@
-"""The teacher's outputs per training crop, computed once per worker and reused.
+"""The teacher's outputs per training crop: computed once per teacher, shared on disk.
 
-The teacher is frozen and in eval mode, so its output on a crop depends on that crop only.
-Each crop is run alone (a batch of one), whether or not it was seen before, so the values
-a student sees never depend on what else was in the cache — a trial gives the same numbers
-alone or after others. Only the outputs the KD loss declares it reads are kept, within a
-memory budget (`KDBENCH_TEACHER_CACHE_MB`, default 1500 per worker process); past the
-budget, crops are still computed one by one, just not kept.
+The teacher is frozen and in eval mode, so its output on a crop depends on that crop only,
+and crop starts lie on a grid, so a training split has a finite set of crops. Every KD
+trial that shares a teacher (all methods, seeds and pairs of a grid) therefore needs the
+same table of teacher outputs; computing it once, instead of a teacher forward pass per
+crop and step in every trial, is what makes a KD step cost little more than a plain one.
+
+Layout: ``<folder>/<crop>-<grid>/<output name>/<utterance index>.pt`` holds one output
+(a latent, or ``magnitude``) for every crop start of one utterance. Files are written
+atomically and mapped read-only (`torch.load(mmap=True)`), so however many worker
+processes read a table, the operating system's page cache holds it once. A table fills
+lazily: the first trial to draw a crop of an utterance computes that utterance's rows for
+the outputs its KD loss reads, and nobody computes them again.
+
+Each crop is run alone (a batch of one), so the values a student sees never depend on the
+table's state or on what shared the batch: a trial gives the same numbers alone, first,
+or after others. Outputs that are one tensor under two names (the UNet's ``bottleneck`` is
+its deepest ``enc``) are stored once. An output is tabled only while the whole table of
+every tabled output fits `KDBENCH_TEACHER_CACHE_MB` of disk (default 8192); one that does
+not fit is computed at every step, crop by crop, as if there were no table.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from kdbench.api import DenoiserOutput, MaskDenoiser
+from kdbench.cache import save_atomically
+from kdbench.train.crops import CropSampler
 
 BUDGET_ENV = "KDBENCH_TEACHER_CACHE_MB"
+TABLE_BYTES_FILE = "table_bytes"
 
 
 def _budget_bytes() -> int:
-    return int(float(os.environ.get(BUDGET_ENV, "1500")) * 2**20)
+    return int(float(os.environ.get(BUDGET_ENV, "8192")) * 2**20)
+
+
+def _named(output: DenoiserOutput) -> dict[str, torch.Tensor]:
+    return {**output.latents, "magnitude": output.magnitude}
 
 
 class TeacherOutputs:
-    """Per-crop teacher outputs, keyed by the crop's identity in its dataset."""
+    """The per-crop table of one teacher's outputs under `folder`; `None` keeps nothing."""
 
-    def __init__(self, teacher: MaskDenoiser, budget_bytes: int | None = None) -> None:
+    def __init__(self, teacher: MaskDenoiser, folder: Path | None, budget_bytes: int | None = None) -> None:
         self.teacher = teacher
+        self.folder = folder
         self.budget = _budget_bytes() if budget_bytes is None else budget_bytes
-        self.entries: dict[Hashable, dict[str, torch.Tensor]] = {}
-        self.bytes = 0
-        self.computed = 0
-        self.reused = 0
+        self.tables: dict[tuple[Path, int], torch.Tensor] = {}
+        self.tabled: dict[Path, bool] = {}
+        self.stored_as: dict[str, str] = {}
+        self.crop_bytes: dict[str, int] = {}
+        self.computed = 0  # teacher forward passes run by this process
+        self.from_table = 0  # crop rows served from the table
 
-    def _compute(self, noisy: torch.Tensor, reads: frozenset[str]) -> dict[str, torch.Tensor]:
+    def _forward(self, crop: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            output = self.teacher(noisy[None])
+            output = _named(self.teacher(crop[None]))
         self.computed += 1
-        return {
-            name: (output.magnitude if name == "magnitude" else output.latents[name])[0].clone()
-            for name in reads
-        }
+        return {name: tensor[0] for name, tensor in output.items()}
 
-    def _entry(self, key: Hashable, noisy: torch.Tensor, reads: frozenset[str]) -> dict[str, torch.Tensor]:
-        entry = self.entries.get(key)
-        if entry is not None and reads <= entry.keys():
-            self.reused += 1
-            return entry
-        fresh = self._compute(noisy, reads)
-        added = sum(t.numel() * t.element_size() for n, t in fresh.items() if entry is None or n not in entry)
-        if self.bytes + added <= self.budget:
-            self.entries[key] = {**(entry or {}), **fresh}
-            self.bytes += added
-        return fresh
+    def _learn_names(self, sampler: CropSampler) -> None:
+        """Which names are one tensor (stored under the first name in sorted order), and
+        each output's bytes per crop, from one forward pass on a silent crop."""
+        with torch.no_grad():
+            output = _named(self.teacher(torch.zeros(1, sampler.crop)))
+        first_of: dict[int, str] = {}
+        for name in sorted(output):
+            self.stored_as[name] = first_of.setdefault(id(output[name]), name)
+            self.crop_bytes[name] = output[name].numel() * output[name].element_size()
+
+    def _table_folder(self, sampler: CropSampler, name: str) -> Path | None:
+        """Where the output's table lives, or None if it is not tabled (no folder, or it
+        does not fit the budget beside the outputs already tabled)."""
+        if self.folder is None:
+            return None
+        folder = self.folder / f"{sampler.crop}-{sampler.grid}" / name
+        if folder not in self.tabled:
+            marker = folder / TABLE_BYTES_FILE
+            needed = self.crop_bytes[name] * sampler.crop_count()
+            others = sum(
+                int(path.read_text())
+                for path in folder.parent.glob(f"*/{TABLE_BYTES_FILE}")
+                if path != marker
+            )
+            fits = marker.exists() or others + needed <= self.budget
+            if fits and not marker.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                marker.write_text(str(needed))
+            self.tabled[folder] = fits
+        return folder if self.tabled[folder] else None
+
+    def _fill(self, sampler: CropSampler, index: int, folders: dict[str, Path]) -> None:
+        """Compute one utterance's rows of the given outputs and publish them on disk."""
+        rows = [self._forward(sampler.crop_at(index, start)) for start in sampler.starts(index)]
+        for name, folder in folders.items():
+            save_atomically(torch.stack([row[name] for row in rows]), folder / f"{index}.pt")
+
+    def _rows(self, sampler: CropSampler, index: int, folders: dict[str, Path]) -> dict[str, torch.Tensor]:
+        missing = {
+            name: folder for name, folder in folders.items()
+            if (folder, index) not in self.tables and not (folder / f"{index}.pt").exists()
+        }
+        if missing:
+            self._fill(sampler, index, missing)
+        for folder in folders.values():
+            if (folder, index) not in self.tables:
+                self.tables[folder, index] = torch.load(
+                    folder / f"{index}.pt", mmap=True, weights_only=True
+                )
+        return {name: self.tables[folder, index] for name, folder in folders.items()}
 
     def outputs(
-        self, noisy: torch.Tensor, keys: Sequence[Hashable], reads: frozenset[str]
+        self, sampler: CropSampler, keys: Sequence[tuple[int, int]], reads: frozenset[str]
     ) -> DenoiserOutput:
-        """The teacher's output on a batch of crops, holding only the outputs in `reads`."""
-        rows = [self._entry(key, crop, reads) for key, crop in zip(keys, noisy)]
-        stacked = {name: torch.stack([row[name] for row in rows]) for name in reads}
-        empty = noisy.new_empty(0)
+        """The teacher's output on a batch of the sampler's crops, holding only `reads`."""
+        if not self.stored_as:
+            self._learn_names(sampler)
+        stored = {self.stored_as[name] for name in reads}
+        located = {name: self._table_folder(sampler, name) for name in stored}
+        tabled = {name: folder for name, folder in located.items() if folder is not None}
+        live = stored - tabled.keys()
+        rows = []
+        for index, start in keys:
+            tables = self._rows(sampler, index, tabled) if tabled else {}
+            row = {name: table[start // sampler.grid] for name, table in tables.items()}
+            self.from_table += bool(tabled)
+            if live:
+                row.update(self._forward(sampler.crop_at(index, start)))
+            rows.append(row)
+        stacked = {name: torch.stack([row[self.stored_as[name]] for row in rows]) for name in reads}
+        empty = stacked["magnitude"].new_empty(0) if "magnitude" in stacked else torch.empty(0)
         return DenoiserOutput(
             magnitude=stacked.pop("magnitude", empty),
             latents=stacked,
             noisy_spec=empty,
-            length=noisy.shape[-1],
+            length=sampler.crop,
             synthesize=self.teacher.istft,
         )
 
 
-_per_process: dict[str, TeacherOutputs] = {}
+_per_process: dict[Path, TeacherOutputs] = {}
 
 
-def shared_teacher_outputs(key: str, teacher: MaskDenoiser) -> TeacherOutputs:
-    """One cache per teacher and dataset crops per worker process, shared by its trials."""
-    if key not in _per_process:
-        _per_process[key] = TeacherOutputs(teacher)
-    return _per_process[key]
+def shared_teacher_outputs(folder: Path, teacher: MaskDenoiser) -> TeacherOutputs:
+    """One reader per teacher table and worker process, so its trials share the mapped files."""
+    if folder not in _per_process:
+        _per_process[folder] = TeacherOutputs(teacher, folder)
+    return _per_process[folder]

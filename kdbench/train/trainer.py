@@ -67,7 +67,7 @@ def train(
     The teacher runs under `no_grad` with frozen parameters: its latents are plain tensors
     that the KD loss may save for backward (inference-mode tensors could not be). When the
     KD loss declares what it reads and `teacher_outputs` is given, those outputs come from
-    the per-crop cache instead of a forward pass at every step.
+    the teacher's per-crop table instead of a forward pass at every step.
     """
     torch.manual_seed(seed)
     steps = int(settings["steps"])
@@ -103,7 +103,7 @@ def train(
         if kd_loss is not None:
             teacher_output = None
             if teacher_outputs is not None and reads is not None:
-                teacher_output = teacher_outputs.outputs(noisy, keys, reads)
+                teacher_output = teacher_outputs.outputs(sampler, keys, reads)
             elif teacher is not None:
                 with torch.no_grad():
                     teacher_output = teacher(noisy)
