@@ -4,8 +4,8 @@ at a stated throughput.
 Training one step costs about three forward passes (forward, and a backward pass of about
 twice the forward), so a model's training compute is 3 × its MACs per second of audio ×
 the audio it sees (steps × batch × crop length). A KD method that reads the teacher adds
-one teacher forward per crop (an upper bound: the per-crop cache skips repeats).
-Evaluation forwards are a few percent of that and are left out. Hours follow from an
+one teacher forward per crop (an upper bound: the per-crop table computes each crop once
+per teacher). Evaluation forwards are a few percent of that and are left out. Hours follow from an
 *effective* throughput, which for small convolutional UNets is far below a device's peak:
 the default is an assumption, stated wherever the estimate is printed.
 """

@@ -9,6 +9,7 @@ starts without numpy or torch and picks up the single-thread settings before the
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -133,11 +134,21 @@ def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     — so a process that scores many splits (a grid's trials) starts its workers once."""
     pool = _pools.get(workers)
     if pool is None or getattr(pool, "_broken", False):
+        if not _pools:
+            atexit.register(_shut_down_pools)
         pool = concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
         )
         _pools[workers] = pool
     return pool
+
+
+def _shut_down_pools() -> None:
+    """Stop the workers while the interpreter is whole: a pool left to the garbage collector
+    at exit prints a spurious traceback from `concurrent.futures`."""
+    for pool in _pools.values():
+        pool.shutdown(wait=True, cancel_futures=True)
+    _pools.clear()
 
 
 @contextlib.contextmanager
