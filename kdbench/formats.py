@@ -19,8 +19,10 @@ from kdbench.leaderboard import (
     BASELINE_MARKS,
     CONTROL_MARKS,
     LeaderboardData,
+    across_pairs_cells,
     best_methods,
     format_count,
+    format_delta,
     format_number,
     legend,
     mean_std,
@@ -76,13 +78,6 @@ def results_frame(data: LeaderboardData) -> pd.DataFrame:
     nullable.update({f"n_common_{ref}": "Int64" for ref in data.comparisons})
     nullable.update({f"better_{ref}": "boolean" for ref in data.comparisons})
     return frame.astype({k: v for k, v in nullable.items() if k in frame.columns})
-
-
-def format_delta(delta: float) -> str:
-    """Signed, 3 decimals; a tiny non-zero difference in scientific form rather than +0.000."""
-    if delta != 0 and abs(delta) < 0.001:
-        return f"{delta:+.1e}"
-    return f"{delta:+.3f}"
 
 
 def _student_row(
@@ -192,6 +187,22 @@ def rank_table(data: LeaderboardData, dataset: str) -> DisplayTable:
     return DisplayTable(f"{dataset} — rank summary across pairs", header, rows)
 
 
+def across_pairs_table(data: LeaderboardData, dataset: str) -> DisplayTable:
+    """Each method vs each reference with every (pair, seed) as one unit, for one dataset."""
+    header = ["metric", "method"]
+    for ref in data.comparisons:
+        header += [f"Δ vs {ref}", "better / units", "p (Holm)"]
+    rows = [
+        [Cell(metric), Cell(method)] + [
+            Cell(text) for ref in data.comparisons
+            for text in across_pairs_cells(data, dataset, metric, method, ref)
+        ]
+        for metric in data.metrics
+        for method in data.methods
+    ]
+    return DisplayTable(f"{dataset} — across pairs, each trained pair of students one unit", header, rows)
+
+
 # --------------------------------------------------------------------------- markup
 
 
@@ -256,7 +267,9 @@ def html_table(table: DisplayTable) -> str:
 
 def _all_tables(data: LeaderboardData) -> list[DisplayTable]:
     tables = display_tables(data)
-    return tables + [rank_table(data, dataset) for dataset in data.datasets]
+    for dataset in data.datasets:
+        tables += [rank_table(data, dataset), across_pairs_table(data, dataset)]
+    return tables
 
 
 def render_markdown(data: LeaderboardData) -> str:
@@ -288,9 +301,14 @@ def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
 
 
 def render_json(data: LeaderboardData) -> str:
-    ranks = data.ranks
+    ranks, across = data.ranks, data.across_pairs
     if len(ranks):
         ranks = ranks[ranks["dataset"].isin(data.datasets) & ranks["metric"].isin(data.metrics)]
+    if len(across):
+        across = across[
+            across["dataset"].isin(data.datasets) & across["metric"].isin(data.metrics)
+            & across["method"].isin(data.methods)
+        ]
     document = {
         "preset": data.config.preset,
         "datasets": {name: data.grid.datasets[name].identity for name in data.datasets},
@@ -299,6 +317,7 @@ def render_json(data: LeaderboardData) -> str:
         "baseline": data.baseline,
         "results": _records(results_frame(data)),
         "ranks": _records(ranks),
+        "across_pairs": _records(across),
     }
     return json.dumps(document, indent=2) + "\n"
 

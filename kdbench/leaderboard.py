@@ -45,6 +45,7 @@ class LeaderboardData:
     references: pd.DataFrame
     summary: pd.DataFrame
     ranks: pd.DataFrame
+    across_pairs: pd.DataFrame
     higher_is_better: dict[str, bool]
     reference_methods: list[str]
     control: str | None
@@ -78,6 +79,17 @@ class LeaderboardData:
         rows = refs[chosen]
         return rows.iloc[0] if len(rows) else None
 
+    def across(self, dataset: str, metric: str, method: str, ref: str) -> pd.Series | None:
+        """The across-pairs comparison of `method` with `ref`, or None if there is none."""
+        table = self.across_pairs
+        if method == ref or not len(table):
+            return None
+        rows = table[
+            (table["dataset"] == dataset) & (table["metric"] == metric)
+            & (table["method"] == method) & (table["reference"] == ref)
+        ]
+        return rows.iloc[0] if len(rows) and rows.iloc[0]["n_units"] else None
+
     @property
     def comparisons(self) -> list[str]:
         """The references every table compares with: the first control and the baseline."""
@@ -93,6 +105,12 @@ def _ranks(summary: pd.DataFrame, higher: dict[str, bool], references: list[str]
     if not len(summary):
         return pd.DataFrame()
     return stats.rank_summary(summary, higher, references=references)
+
+
+def _across_pairs(scores: pd.DataFrame, higher: dict[str, bool], references: list[str]) -> pd.DataFrame:
+    if not len(scores):
+        return pd.DataFrame()
+    return stats.across_pairs(scores, higher, references=references)
 
 
 def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
@@ -161,6 +179,7 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         references=references,
         summary=summary,
         ranks=_ranks(summary, higher, comparisons),
+        across_pairs=_across_pairs(student_scores, higher, comparisons),
         higher_is_better=higher,
         reference_methods=reference_methods,
         control=control,
@@ -226,6 +245,13 @@ def select(
     shown.summary = summary
     shown.trials = data.trials[data.trials["dataset"].isin(shown.datasets)].reset_index(drop=True)
     shown.ranks = _ranks(summary, data.higher_is_better, data.comparisons)
+    # Over the shown pairs, but every method: hiding a method never changes a Holm p.
+    scores = data.scores
+    shown.across_pairs = _across_pairs(
+        scores[scores["dataset"].isin(shown.datasets) & scores["pair"].isin(shown.pairs)],
+        data.higher_is_better,
+        data.comparisons,
+    )
     return shown
 
 
@@ -262,6 +288,13 @@ def format_count(count: float | None) -> str:
         if count >= scale:
             return f"{count / scale:.3g}{suffix}"
     return f"{count:.0f}"
+
+
+def format_delta(delta: float) -> str:
+    """Signed, 3 decimals; a tiny non-zero difference in scientific form rather than +0.000."""
+    if delta != 0 and abs(delta) < 0.001:
+        return f"{delta:+.1e}"
+    return f"{delta:+.3f}"
 
 
 def format_number(value: float | None, digits: int = 3) -> str:
@@ -336,6 +369,7 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
                 )
         console.print(table)
         _render_ranks(data, dataset, console)
+        _render_across_pairs(data, dataset, console)
     _render_legend(data, console)
 
 
@@ -386,6 +420,41 @@ def _render_ranks(data: LeaderboardData, dataset: str, console: Console) -> None
                 metric, row["method"], format_number(row["mean_rank"], 2), pairs,
                 *[wtl(row, ref) if ref != row["method"] else "—" for ref in data.comparisons],
             )
+    console.print(table)
+
+
+def across_pairs_cells(data: LeaderboardData, dataset: str, metric: str, method: str, ref: str) -> list[str]:
+    """Δ with its significance mark, better / units, and Holm p; dashes when not compared."""
+    found = data.across(dataset, metric, method, ref)
+    if found is None:
+        return ["—", "—", "—"]
+    p = found["p_holm"]
+    symbols = CONTROL_MARKS if ref == data.control else BASELINE_MARKS
+    return [
+        f"{format_delta(found['delta'])}{significance_mark(p, symbols)}",
+        f"{int(found['n_better'])} / {int(found['n_units'])}",
+        "—" if math.isnan(p) else f"{p:.3g}",
+    ]
+
+
+def _render_across_pairs(data: LeaderboardData, dataset: str, console: Console) -> None:
+    if not len(data.across_pairs):
+        return
+    table = Table(
+        title=f"across pairs, each (pair, seed) one unit: real or seed noise? — {dataset}",
+        box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False,
+    )
+    table.add_column("metric")
+    table.add_column("method")
+    for ref in data.comparisons:
+        table.add_column(f"Δ vs {ref}", justify="right")
+        table.add_column("better/units", justify="right")
+        table.add_column("p (Holm)", justify="right")
+    for metric in data.metrics:
+        table.add_section()
+        for method in data.methods:
+            cells = [c for ref in data.comparisons for c in across_pairs_cells(data, dataset, metric, method, ref)]
+            table.add_row(metric, method, *cells)
     console.print(table)
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 import kdbench
 from kdbench import stats
 from kdbench.formats import (
+    across_pairs_table,
     display_tables,
     latex_table,
     markdown_table,
@@ -228,6 +229,18 @@ def page(data: LeaderboardData, dataset: str, command: str, plots: dict[str, str
         "Rank 1 = best mean within a pair; a win or loss needs Holm p < 0.05, anything else "
         "compared is a tie.",
         "",
+        "## Is it real or seed noise? Across pairs, seeds as units",
+        "",
+        markdown_table(across_pairs_table(data, dataset)),
+        "",
+        "Each (pair, seed) is one unit: a pair of students trained independently of every "
+        "other unit. Δ = mean over units of the difference of per-seed means (method − "
+        "reference); better / units = units where the method is better; p (Holm) = Wilcoxon "
+        "signed-rank over the units, Holm-adjusted per metric over every method and "
+        "reference. Unlike the per-pair p above, which pools utterances and treats the "
+        "trained students as fixed, this test includes training randomness; it speaks for "
+        "the suite of pairs as a whole, not for any one pair. Also in `across_pairs.csv`.",
+        "",
         "## Plots",
         "",
     ]
@@ -238,6 +251,8 @@ def page(data: LeaderboardData, dataset: str, command: str, plots: dict[str, str
         "## Files",
         "",
         "- `results.csv`: the summary rows of these tables (one per cell and reference).",
+        "- `across_pairs.csv`: the across-pairs comparisons (one per metric, method and "
+        "reference).",
         "- `results.tex`: the tables as LaTeX `tabular`s.",
         "- `trials.csv`: one row per trial of the grid in the store (the export these tables "
         "were computed from).",
@@ -265,7 +280,11 @@ def publish(data: LeaderboardData, directory: Path, command: str) -> list[Path]:
         cost_plot(shown, dataset, out / "cost.png")
         plots["quality vs student MACs"] = "cost.png"
         results_frame(shown).to_csv(out / "results.csv", index=False)
-        tables = display_tables(shown) + [rank_table(shown, dataset)]
+        if len(shown.across_pairs):
+            shown.across_pairs[shown.across_pairs["dataset"] == dataset].to_csv(
+                out / "across_pairs.csv", index=False
+            )
+        tables = [*display_tables(shown), rank_table(shown, dataset), across_pairs_table(shown, dataset)]
         (out / "results.tex").write_text("\n\n".join(latex_table(t) for t in tables) + "\n")
         trials_export(shown).to_csv(out / "trials.csv", index=False)
         readme = out / "README.md"

@@ -24,6 +24,10 @@ Choices, and why:
   randomness because the same utterance recurs once per seed. The paired t-test over
   per-seed means (`p_ttest_*`) and d_z speak to the seed-to-seed variation and are reported
   unadjusted next to it.
+* Across pairs (`across_pairs`), each (pair, seed) is one unit, an independently trained
+  pair of students: a Wilcoxon test over the per-unit differences of per-seed means puts
+  training randomness into the test, which the per-cell test cannot do with few seeds.
+  It answers for the suite of pairs as a whole ("does the method help these students?").
 * Holm-Bonferroni adjusts the primary p over all comparisons of one table, a table being
   one (dataset, metric): every pair, every method and every reference in it. A comparison
   between two references (A vs B and B vs A) is one hypothesis and is counted once.
@@ -46,6 +50,7 @@ from scipy import stats as sps
 
 __all__ = [
     "METHODOLOGY",
+    "across_pairs",
     "holm",
     "min_p_over_seeds",
     "rank_summary",
@@ -61,7 +66,10 @@ METHODOLOGY = (
     "utterance), Holm-Bonferroni adjusted over all comparisons in the table; this test "
     "treats the trained students as fixed. Also reported: paired t-test over per-seed means "
     "(unadjusted), Cohen's d_z over per-seed differences, and Cliff's delta between "
-    "per-utterance scores. Cells missing seeds are flagged as incomplete."
+    "per-utterance scores. Across pairs, each (pair, seed) pair of trained students is one "
+    "unit: Wilcoxon signed-rank over the per-unit differences of per-seed means, "
+    "Holm-adjusted per table; this test includes training randomness. Cells missing seeds "
+    "are flagged as incomplete."
 )
 
 _COLUMNS = ("dataset", "pair", "method", "seed", "utterance", "metric", "value")
@@ -193,6 +201,56 @@ def rank_summary(
     return (
         ranked.groupby(["dataset", "metric", "method"], sort=True).agg(**agg).reset_index()
     )
+
+
+def across_pairs(
+    scores: pd.DataFrame,
+    higher_is_better: Mapping[str, bool],
+    references: Sequence[str] = ("none",),
+) -> pd.DataFrame:
+    """Each method against each reference over every (pair, seed) both have, with the
+    trained student pair as the unit: the seed-level answer to "is it real or seed noise?".
+
+    Per unit, the difference of per-seed means (method − reference); over the units, the
+    two-sided Wilcoxon signed-rank test, Holm-adjusted per (dataset, metric) over every
+    method and reference (an unordered pair of methods once). Unlike the per-cell test,
+    which pools utterances and so treats the trained students as fixed, here every unit is
+    an independently trained pair of students, so training randomness is in the test; the
+    price is that it asks a question about the whole suite of pairs, not about one pair.
+    Columns: dataset, metric, method, reference, n_units, delta (mean difference),
+    n_better (units where the method is strictly better), p_wilcoxon, p_holm.
+    """
+    _validate(scores, higher_is_better)
+    unit = ["dataset", "pair", "seed", "metric"]
+    means = scores.groupby([*unit, "method"], sort=False)["value"].mean().unstack("method")
+    rows = []
+    for (dataset, metric), table in means.groupby(level=["dataset", "metric"], sort=False):
+        sign = 1.0 if higher_is_better[metric] else -1.0
+        for ref in references:
+            if ref not in table.columns:
+                continue
+            for method in table.columns:
+                if method == ref:
+                    continue
+                diff = (table[method] - table[ref]).dropna().to_numpy()
+                rows.append({
+                    "dataset": dataset, "metric": metric, "method": method, "reference": ref,
+                    "n_units": int(diff.size),
+                    "delta": float(diff.mean()) if diff.size else np.nan,
+                    "n_better": int((sign * diff > 0).sum()),
+                    "p_wilcoxon": _signed_rank(diff),
+                })
+    out = pd.DataFrame(rows, columns=[
+        "dataset", "metric", "method", "reference", "n_units", "delta", "n_better",
+        "p_wilcoxon", "p_holm",
+    ])
+    for _, table in out.groupby(_TABLE, sort=False):
+        tested = table[table["p_wilcoxon"].notna()]
+        keys = [frozenset(pair) for pair in zip(tested["method"], tested["reference"])]
+        hypotheses = dict(zip(keys, tested["p_wilcoxon"]))
+        adjusted = dict(zip(hypotheses, holm(list(hypotheses.values()))))
+        out.loc[tested.index, "p_holm"] = [adjusted[key] for key in keys]
+    return out
 
 
 def _validate(scores: pd.DataFrame, higher_is_better: Mapping[str, bool]) -> None:

@@ -96,6 +96,14 @@ def test_published_numbers_match_the_store(grid_run: GridRun, published: Path):
     assert cosine0["stoi"] == pytest.approx(per_seed_means(grid_run.store, "cosine", "stoi")[0])
     assert (trials["status"] == "done").all()
     assert "\\begin{tabular}" in (published / "results.tex").read_text()
+    across = pd.read_csv(published / "across_pairs.csv")
+    unit = across[(across["method"] == "cosine") & (across["reference"] == "none")
+                  & (across["metric"] == "stoi")].iloc[0]
+    differences = (pd.Series(per_seed_means(grid_run.store, "cosine", "stoi"))
+                   - pd.Series(per_seed_means(grid_run.store, "none", "stoi")))
+    assert unit["n_units"] == 2 and unit["delta"] == pytest.approx(differences.mean(), rel=1e-12)
+    assert unit["n_better"] == int((differences > 0).sum())
+    assert "Is it real or seed noise?" in readme and f"{int(unit['n_better'])} / 2" in readme
     for png in ["seeds-pesq_wb.png", "seeds-stoi.png", "seeds-si_sdr.png", "cost.png"]:
         assert (published / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({png})" in readme
@@ -136,17 +144,21 @@ def test_every_format_renders(grid_run: GridRun, fmt: str):
         methods = {row["method"] for row in document["results"]}
         assert methods == {"noisy", "teacher", "none", "cosine"}
         assert document["ranks"]
+        across = document["across_pairs"]
+        assert {(r["method"], r["reference"]) for r in across} == {("none", "cosine"), ("cosine", "none")}
+        assert all(r["n_units"] == 2 for r in across)  # one pair × two seeds
     elif fmt == "latex":
-        assert text.count("\\begin{tabular}") == text.count("\\end{tabular}") == len(METRICS) + 1
+        assert text.count("\\begin{tabular}") == text.count("\\end{tabular}") == len(METRICS) + 2
     elif fmt == "html":
-        assert text.count("<table>") == len(METRICS) + 1
+        assert text.count("<table>") == len(METRICS) + 2
     else:
         assert "| pair | method |" in text and "rank summary" in text
 
 
 def test_terminal_table_shows_references_and_ranks(grid_run: GridRun):
     text = leaderboard(grid_run.store)
-    for needle in ("noisy input", "teacher", "MAC/s", "rank summary", "W/T/L vs none"):
+    for needle in ("noisy input", "teacher", "MAC/s", "rank summary", "W/T/L vs none",
+                   "each (pair, seed) one unit", "better/units"):
         assert needle in text
 
 

@@ -15,6 +15,7 @@ from scipy import stats as sps
 
 from kdbench.stats import (
     METHODOLOGY,
+    across_pairs,
     holm,
     min_p_over_seeds,
     rank_summary,
@@ -359,3 +360,55 @@ def test_summarize_feeds_rank_summary() -> None:
     out = rank_summary(summarize(scores, higher), higher).set_index("method")
     assert out.loc["kd", "mean_rank"] == 1 and out.loc["none", "mean_rank"] == 3
     assert out.loc["kd", "wins_none"] == 1 and out.loc["x", "wins_none"] == 1
+
+
+# --------------------------------------------------------------------------- across pairs
+
+
+def unit_scores(differences: dict[str, list[float]], metric: str = "pesq") -> pd.DataFrame:
+    """Two utterances per (pair, seed) unit: none scores 2 and 3 (mean 2.5); a method adds
+    its unit's difference to both, so its per-seed mean differs from none's by exactly it."""
+    units = [(pair, seed) for pair in ("p1", "p2") for seed in range(3)]
+    rows = []
+    for pair, seed in units:
+        for u, base in (("u0", 2.0), ("u1", 3.0)):
+            rows.append(("ds", pair, "none", seed, u, metric, base))
+    for method, diffs in differences.items():
+        for (pair, seed), diff in zip(units, diffs):
+            for u, base in (("u0", 2.0), ("u1", 3.0)):
+                rows.append(("ds", pair, method, seed, u, metric, base + diff))
+    return pd.DataFrame(rows, columns=["dataset", "pair", "method", "seed", "utterance", "metric", "value"])
+
+
+def test_across_pairs_known_wilcoxon_and_holm() -> None:
+    scores = unit_scores({
+        "all_up": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        "mixed": [0.1, -0.2, 0.3, -0.4, 0.5, -0.6],
+    })
+    extra = scores[(scores["method"] == "all_up") & (scores["seed"] == 0)].assign(seed=9)
+    out = across_pairs(pd.concat([scores, extra]), {"pesq": True}, references=["none"])
+    up = row(out, "all_up")
+    assert up["n_units"] == 6  # seed 9 has no `none` to pair with
+    assert up["delta"] == pytest.approx(0.35) and up["n_better"] == 6
+    assert up["p_wilcoxon"] == pytest.approx(2 / 2**6)  # every sign alike: 2 of 64 outcomes
+    mixed = row(out, "mixed")
+    expected = sps.wilcoxon([0.1, -0.2, 0.3, -0.4, 0.5, -0.6]).pvalue
+    assert mixed["n_better"] == 3 and mixed["p_wilcoxon"] == pytest.approx(expected)
+    assert up["p_holm"] == pytest.approx(2 * 2 / 2**6)
+    assert mixed["p_holm"] == pytest.approx(max(2 * 2 / 2**6, expected))
+
+
+def test_across_pairs_lower_is_better_and_references_once() -> None:
+    scores = unit_scores({"worse": [0.1] * 6, "ref2": [0.0, 0.0, 0.1, -0.1, 0.2, -0.2]}, metric="wer")
+    out = across_pairs(scores, {"wer": False}, references=["none", "ref2"])
+    assert row(out, "worse", reference="none")["n_better"] == 0  # higher WER is worse
+    both = out[out["method"].isin(["none", "ref2"]) & out["reference"].isin(["none", "ref2"])]
+    assert len(both) == 2 and both["p_holm"].nunique() == 1  # A vs B and B vs A: one hypothesis
+    distinct = [
+        row(out, "worse", reference="none")["p_wilcoxon"],
+        row(out, "worse", reference="ref2")["p_wilcoxon"],
+        row(out, "ref2", reference="none")["p_wilcoxon"],
+    ]
+    adjusted = holm(distinct)
+    assert row(out, "worse", reference="none")["p_holm"] == pytest.approx(adjusted[0])
+    assert row(out, "none", reference="ref2")["p_holm"] == pytest.approx(adjusted[2])
