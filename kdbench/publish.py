@@ -141,8 +141,9 @@ def _metric_section(data: LeaderboardData) -> list[str]:
     return lines
 
 
-def _provenance_section(data: LeaderboardData, dataset: str, command: str) -> list[str]:
-    git = git_state()
+def _provenance_section(
+    data: LeaderboardData, dataset: str, command: str, git: dict[str, str]
+) -> list[str]:
     prepared = data.grid.datasets[dataset]
     params = next(
         (dict(t.dataset_params) for t in data.grid.references if t.dataset == dataset), {}
@@ -193,8 +194,11 @@ def _provenance_section(data: LeaderboardData, dataset: str, command: str) -> li
     return lines
 
 
-def page(data: LeaderboardData, dataset: str, command: str, plots: dict[str, str]) -> str:
-    """The README.md of one dataset's directory; `plots` maps a caption to a PNG file name."""
+def page(
+    data: LeaderboardData, dataset: str, command: str, plots: dict[str, str], git: dict[str, str]
+) -> str:
+    """The README.md of one dataset's directory; `plots` maps a caption to a PNG file name,
+    `git` is the source tree's state (`git_state()`) before the page's files were written."""
     expected = len(data.grid.students) // max(1, len(data.grid.datasets))
     missing = sum(count for (ds, _, _), count in data.missing.items() if ds == dataset)
     lines = [
@@ -246,7 +250,7 @@ def page(data: LeaderboardData, dataset: str, command: str, plots: dict[str, str
     ]
     for caption, name in plots.items():
         lines += [f"![{caption}]({name})", ""]
-    lines += _provenance_section(data, dataset, command)
+    lines += _provenance_section(data, dataset, command, git)
     lines += [
         "## Files",
         "",
@@ -266,6 +270,7 @@ def publish(data: LeaderboardData, directory: Path, command: str) -> list[Path]:
     from kdbench.plots import cost_plot, seed_plot
 
     preset = Path(data.config.preset).stem
+    git = git_state()  # before writing: a page published into the checkout must not dirty itself
     written = []
     for dataset in data.datasets:
         shown = select(data, datasets=[dataset], pairs=data.pairs, metrics=data.metrics,
@@ -288,6 +293,6 @@ def publish(data: LeaderboardData, directory: Path, command: str) -> list[Path]:
         (out / "results.tex").write_text("\n\n".join(latex_table(t) for t in tables) + "\n")
         trials_export(shown).to_csv(out / "trials.csv", index=False)
         readme = out / "README.md"
-        readme.write_text(page(shown, dataset, command, plots))
+        readme.write_text(page(shown, dataset, command, plots, git))
         written.append(readme)
     return written

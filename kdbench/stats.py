@@ -95,7 +95,8 @@ def seed_count_warning(n: int, alpha: float = 0.05) -> str | None:
         return None
     return (
         f"With {n} seed(s) a signed-rank test over seeds cannot reach p < {alpha:g} "
-        f"(smallest possible p = {floor:.4g}); rely on the per-utterance test or add seeds."
+        f"(smallest possible p = {floor:.4g}) within one pair; rely on the per-utterance "
+        "test, the across-pairs test (every (pair, seed) one unit) or add seeds."
     )
 
 
