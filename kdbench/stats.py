@@ -248,9 +248,7 @@ def across_pairs(
     for _, table in out.groupby(_TABLE, sort=False):
         tested = table[table["p_wilcoxon"].notna()]
         keys = [frozenset(pair) for pair in zip(tested["method"], tested["reference"])]
-        hypotheses = dict(zip(keys, tested["p_wilcoxon"]))
-        adjusted = dict(zip(hypotheses, holm(list(hypotheses.values()))))
-        out.loc[tested.index, "p_holm"] = [adjusted[key] for key in keys]
+        out.loc[tested.index, "p_holm"] = _holm_once_per_hypothesis(keys, tested["p_wilcoxon"])
     return out
 
 
@@ -409,16 +407,26 @@ def _adjust_per_table(out: pd.DataFrame, references: Sequence[str]) -> None:
     for no reason, so each unordered pair of methods enters the family once.
     """
     for _, table in out.groupby(_TABLE, sort=False):
-        hypotheses: dict[tuple[object, frozenset[object]], float] = {}
-        cells: list[tuple[object, str, tuple[object, frozenset[object]]]] = []
+        keys: list[tuple[object, frozenset[object]]] = []
+        pvalues: list[float] = []
+        cells: list[tuple[object, str]] = []
         for idx, rec in table.iterrows():
             for ref in references:
                 p = rec[f"p_wilcoxon_{ref}"]
                 if np.isnan(p):
                     continue
-                key = (rec["pair"], frozenset((rec["method"], ref)))
-                hypotheses.setdefault(key, p)
-                cells.append((idx, ref, key))
-        adjusted = dict(zip(hypotheses, holm(list(hypotheses.values()))))
-        for idx, ref, key in cells:
-            out.at[idx, f"p_holm_{ref}"] = adjusted[key]
+                keys.append((rec["pair"], frozenset((rec["method"], ref))))
+                pvalues.append(p)
+                cells.append((idx, ref))
+        for (idx, ref), adjusted in zip(cells, _holm_once_per_hypothesis(keys, pvalues)):
+            out.at[idx, f"p_holm_{ref}"] = adjusted
+
+
+def _holm_once_per_hypothesis(keys: Sequence[object], pvalues: Sequence[float]) -> list[float]:
+    """Holm over the distinct `keys`, mapped back to every entry: entries with one key (A vs
+    B and B vs A) are one hypothesis, counted once; the first entry's p stands for it."""
+    hypotheses: dict[object, float] = {}
+    for key, p in zip(keys, pvalues):
+        hypotheses.setdefault(key, p)
+    adjusted = dict(zip(hypotheses, holm(list(hypotheses.values()))))
+    return [adjusted[key] for key in keys]

@@ -124,9 +124,7 @@ class EspeakDataset(Dataset):
         "procedural noises; needs the espeakng-loader package"
     )
     params: ClassVar[Mapping[str, Param]] = {
-        "n_train": Param(600, "training utterances", int),
-        "n_valid": Param(60, "validation utterances", int),
-        "n_test": Param(60, "test utterances", int),
+        **{name: ProceduralDataset.params[name] for name in ("n_train", "n_valid", "n_test")},
         "seconds": Param(3.0, "utterance length in seconds (>= 1); sentences are cropped",
                          float),
         "voices_train": Param(60, "voices (each its own variant) in the training split", int),
