@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset, resolve_params
-from kdbench.cache import cache_root
 from kdbench.config import load_config
-from kdbench.registry import get_registry
+from kdbench.files.cache import cache_root
+from kdbench.plugin.registry import get_registry
 from kdbench.train.teacher import freeze
 
 

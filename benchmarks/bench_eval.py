@@ -36,15 +36,15 @@ from pathlib import Path
 import numpy as np
 import pesq
 import torch
-from pystoi import stoi
-
 from _report import Spread, interleave, markdown_table, provenance, ratios, update_section, verdict
 from _setup import build, pair, procedural_dataset, random_teacher
-from kdbench.cache import cache_root
+from pystoi import stoi
+
 from kdbench.config import load_config
-from kdbench.evaluate import score_utterances
-from kdbench.grid import build_grid
-from kdbench.registry import get_registry
+from kdbench.files.cache import cache_root
+from kdbench.plugin.registry import get_registry
+from kdbench.run.evaluate import score_utterances
+from kdbench.run.grid import build_grid
 
 TARGET = 1.8
 METRICS = ("pesq_wb", "stoi", "si_sdr")

@@ -28,11 +28,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-
 from _report import Spread, interleave, markdown_table, provenance, ratios, update_section, verdict
 from _setup import build, pair, procedural_dataset, quick_train_settings, random_teacher
+
 from kdbench.api import KDLoss, MaskDenoiser
-from kdbench.registry import get_registry
+from kdbench.plugin.registry import get_registry
 from kdbench.train.crops import CropSampler
 from kdbench.train.teacher_outputs import TeacherOutputs
 from kdbench.train.trainer import train

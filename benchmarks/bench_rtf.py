@@ -1,6 +1,6 @@
 """Inference real-time factor on one CPU thread: every pair's student and its teacher.
 
-Measured with `kdbench.model_cost.model_cost` itself (median of its forwards on 4 s of
+Measured with `kdbench.deploy.cost.model_cost` itself (median of its forwards on 4 s of
 audio, one thread, eval mode, inference mode), i.e. the figure every trial records. The
 models are interleaved within each repeat, so the teacher/student ratio of a repeat
 compares two measurements taken under the same load.
@@ -12,8 +12,9 @@ import argparse
 
 from _report import Spread, interleave, markdown_table, provenance, ratios, update_section, verdict
 from _setup import build
-from kdbench.model_cost import model_cost
-from kdbench.registry import get_registry
+
+from kdbench.deploy.cost import model_cost
+from kdbench.plugin.registry import get_registry
 
 TARGET = 0.01
 SAMPLE_RATE = 16000

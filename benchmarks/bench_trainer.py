@@ -18,9 +18,9 @@ import argparse
 import time
 
 import torch
-
 from _report import Spread, interleave, markdown_table, provenance, ratios, update_section, verdict
 from _setup import build, pair, procedural_dataset, quick_train_settings
+
 from kdbench.api import MaskDenoiser
 from kdbench.train.crops import CropSampler
 from kdbench.train.trainer import train

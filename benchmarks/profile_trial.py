@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 
 import torch
-
 from _report import markdown_table, provenance, update_section
-from kdbench.cache import cache_root
+
 from kdbench.config import load_config
-from kdbench.grid import build_grid
-from kdbench.registry import get_registry
-from kdbench.trial import Trial, execute
+from kdbench.files.cache import cache_root
+from kdbench.plugin.registry import get_registry
+from kdbench.run.grid import build_grid
+from kdbench.run.trial import Trial, execute
 
 
 def grid_trial(method: str, pair: str, seed: int, results: Path) -> Trial:

@@ -14,14 +14,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.resources
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from kdbench.api import Param, resolve_params
 from kdbench.errors import ConfigError
-from kdbench.registry import Registry
+from kdbench.plugin.registry import Registry
 from kdbench.train.task_losses import TASK_LOSSES
 
 CHECKPOINT_POLICIES = ("last", "best_valid")
@@ -169,7 +170,7 @@ def load_config(
     preset: str, overrides: Iterable[str] = (), registry: Registry | None = None
 ) -> Config:
     """Read, override and validate; every unknown key is an error naming the allowed ones."""
-    from kdbench.registry import get_registry
+    from kdbench.plugin.registry import get_registry
 
     registry = registry or get_registry()
     raw = apply_overrides(read_preset(preset), overrides)

@@ -1,4 +1,4 @@
-"""kdbench.audio: every kind of bad file becomes a named AudioError or a logged conversion."""
+"""kdbench.files.audio: every kind of bad file becomes a named AudioError or a logged conversion."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from kdbench import api
-from kdbench.audio import forget_notices
+from kdbench.files.audio import forget_notices
 
 
 @pytest.fixture(autouse=True)
@@ -85,14 +85,14 @@ def test_empty_and_non_finite_files(tmp_path: Path) -> None:
 
 
 def test_wrong_rate_is_resampled_and_logged_once(tmp_path: Path, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="kdbench.audio")
+    caplog.set_level(logging.INFO, logger="kdbench.files.audio")
     first = api.write_audio(tmp_path / "a.wav", tone(0.5, 48000), 48000)
     second = api.write_audio(tmp_path / "b.wav", tone(0.5, 48000), 48000)
     other = api.write_audio(tmp_path / "c.wav", tone(0.5, 8000), 8000)
     assert api.read_audio(first, 16000).shape == (8000,)
     assert api.read_audio(second, 16000).shape == (8000,)
     assert api.read_audio(other, 16000).shape == (8000,)
-    messages = [r.getMessage() for r in caplog.records if r.name == "kdbench.audio"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "kdbench.files.audio"]
     assert len([m for m in messages if "48000 Hz" in m]) == 1
     assert len([m for m in messages if "8000 Hz" in m and "48000" not in m]) == 1
     assert "a.wav" in messages[0]
@@ -109,7 +109,7 @@ def test_stereo_is_downmixed_with_a_warning(tmp_path: Path, caplog) -> None:
     left, right = tone(0.25, 16000), tone(0.25, 16000, freq=300.0)
     path = tmp_path / "stereo.wav"
     sf.write(str(path), np.stack([left, right], axis=1), 16000, subtype="FLOAT")
-    with caplog.at_level(logging.WARNING, logger="kdbench.audio"):
+    with caplog.at_level(logging.WARNING, logger="kdbench.files.audio"):
         audio = api.read_audio(path, 16000)
     np.testing.assert_allclose(audio, (left + right) / 2, atol=1e-6)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -15,20 +15,20 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 from click.testing import CliRunner
+from kdbench_plugins.metrics.sdr_metrics import si_sdr
 from signals import speech_like, white_noise_at_snr
 
-from kdbench import deploy
 from kdbench.api import ModelSpec, Utterance
-from kdbench.checkpoints import build_from_checkpoint, load_checkpoint, save_checkpoint
-from kdbench.cli_deploy import denoise, export
+from kdbench.cli.deploy import denoise, export
+from kdbench.deploy.checkpoints import build_from_checkpoint, load_checkpoint, save_checkpoint
+from kdbench.deploy import denoise as deploy
+from kdbench.deploy.streaming import StreamingDenoiser, stream_denoise, time_reach
 from kdbench.errors import KdbenchError
-from kdbench.evaluate import Score
-from kdbench.registry import get_registry
-from kdbench.store import Store
-from kdbench.streaming import StreamingDenoiser, stream_denoise, time_reach
+from kdbench.plugin.registry import get_registry
+from kdbench.run.evaluate import Score
+from kdbench.run.store import Store
+from kdbench.run.trial import Outcome, Trial
 from kdbench.train.trainer import train
-from kdbench.trial import Outcome, Trial
-from kdbench_plugins.metrics.sdr_metrics import si_sdr
 
 RATE = 16000
 SPEC = ModelSpec("unet", {"channels": [4, 8]})
@@ -176,7 +176,7 @@ def test_onnx_matches_pytorch_and_sidecar_is_enough_to_run_it(
     trained: deploy.Student, tmp_path: Path
 ) -> None:
     ort = pytest.importorskip("onnxruntime", reason=NO_ONNX)
-    from kdbench.onnx_export import export_onnx
+    from kdbench.deploy.onnx import export_onnx
 
     sidecar = export_onnx(trained.model, tmp_path / "student.onnx", RATE, spec=SPEC.to_json())
     assert sidecar["parity"]["mask_max_abs_error"] <= ONNX_TOLERANCE
@@ -207,7 +207,7 @@ def test_onnx_matches_pytorch_and_sidecar_is_enough_to_run_it(
 def test_export_without_onnx_says_how_to_install(
     trained: deploy.Student, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kdbench.onnx_export import export_onnx
+    from kdbench.deploy.onnx import export_onnx
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(KdbenchError, match=re.escape("pip install 'kdbench[onnx]'")):

@@ -70,8 +70,8 @@ def test_dry_run_counts_the_paper_grid_and_estimates_it_without_data(tmp_path, m
 
 def test_all_pairs_means_the_presets_suite():
     from kdbench.config import load_config
-    from kdbench.grid import select_pairs
-    from kdbench.registry import get_registry
+    from kdbench.plugin.registry import get_registry
+    from kdbench.run.grid import select_pairs
 
     registry = get_registry()
     quick = select_pairs(load_config("quick"), registry, "all")

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from kdbench_plugins.datasets import espeak_cache, espeak_corpus, espeak_engine
+from kdbench_plugins.datasets.espeak import EspeakDataset, espeak_settings
 from pesq import pesq
 
 from kdbench.api import (
@@ -26,9 +28,7 @@ from kdbench.api import (
     write_audio,
 )
 from kdbench.cli import main
-from kdbench.registry import make_registry
-from kdbench_plugins.datasets import espeak_cache, espeak_corpus, espeak_engine
-from kdbench_plugins.datasets.espeak import EspeakDataset, espeak_settings
+from kdbench.plugin.registry import make_registry
 
 TINY: dict[str, Any] = {
     "n_train": 3,
@@ -181,7 +181,7 @@ def test_dataset_registers_and_lists_without_the_extra(monkeypatch: pytest.Monke
     if "espeak" not in make_registry().names("datasets"):  # not yet an entry point
         monkeypatch.setenv("KDBENCH_PLUGINS", "kdbench_plugins.datasets.espeak")
     assert "espeak" in make_registry().names("datasets")
-    monkeypatch.setattr("kdbench.cli.get_registry", make_registry)
+    monkeypatch.setattr("kdbench.cli.app.get_registry", make_registry)
     result = CliRunner().invoke(main, ["list", "datasets"])
     assert result.exit_code == 0, result.output
     assert "espeak" in result.output

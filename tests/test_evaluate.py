@@ -9,12 +9,12 @@ import os
 import numpy as np
 import pytest
 import torch
+from kdbench_plugins.metrics.sdr_metrics import ScaleInvariantSdr, SignalToNoiseRatio
 from signals import speech_like, white_noise_at_snr
 
 from kdbench.api import Metric, MetricUndefined
-from kdbench import evaluate
-from kdbench.evaluate import Score, score_utterances
-from kdbench_plugins.metrics.sdr_metrics import ScaleInvariantSdr, SignalToNoiseRatio
+from kdbench.run import evaluate
+from kdbench.run.evaluate import Score, score_utterances
 
 RATE = 16000
 
@@ -70,7 +70,7 @@ def test_undefined_and_failing_metrics_give_nan_with_reason(
 ) -> None:
     clean = speech_like(0.5, RATE)
     batch = [("ok", clean, clean * 0.5), ("silent", clean, np.zeros_like(clean))]
-    with caplog.at_level(logging.WARNING, logger="kdbench.evaluate"):
+    with caplog.at_level(logging.WARNING, logger="kdbench.run.evaluate"):
         scores = score_utterances([Peak(), Broken()], batch, RATE)
     by_key = {(s.utterance, s.metric): s for s in scores}
     assert by_key["ok", "peak"].reason is None and math.isfinite(by_key["ok", "peak"].value)

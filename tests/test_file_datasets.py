@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from kdbench.api import AudioError, ConfigError, write_audio
 from kdbench_plugins.datasets import files
 from kdbench_plugins.datasets.files import FoldersDataset, MixDataset, VoiceBankDataset
+
+from kdbench.api import AudioError, ConfigError, write_audio
 
 RATE = 8000
 

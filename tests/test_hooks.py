@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from kdbench import api
-from kdbench.hookdocs import hook_functions, render_hook_reference
-from kdbench.registry import make_registry
+from kdbench.plugin.hookdocs import hook_functions, render_hook_reference
+from kdbench.plugin.registry import make_registry
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
@@ -42,7 +42,7 @@ def test_every_hook_is_documented_and_has_its_own_test(name):
 
 
 def test_the_docs_hook_reference_is_up_to_date():
-    assert render_hook_reference() in DOCS.read_text(), "run: python -m kdbench.hookdocs"
+    assert render_hook_reference() in DOCS.read_text(), "run: python -m kdbench.plugin.hookdocs"
 
 
 def test_hook_kdbench_register_methods(monkeypatch):

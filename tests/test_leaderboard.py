@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from kdbench.cli import main
-from kdbench.stats import METHODOLOGY
-from kdbench.store import Store
+from kdbench.report.stats import METHODOLOGY
+from kdbench.run.store import Store
 
 GRID = [
     "--preset", "ci",

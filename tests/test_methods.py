@@ -19,10 +19,11 @@ from kdbench.api import (
     KDMethod,
     NotApplicable,
     Param,
+    channel_pooling,
+    match_latents,
 )
-from kdbench.registry import get_registry
+from kdbench.plugin.registry import get_registry
 from kdbench.testing import DEFAULT_CASES, TEACHER, check_method, unet_latent_shapes
-from kdbench_plugins.methods.latent_matching import channel_pooling, match_latents
 
 REGISTRY = get_registry()
 METHODS = REGISTRY.all("methods")

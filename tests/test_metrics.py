@@ -7,12 +7,12 @@ import pickle
 import numpy as np
 import pesq
 import pytest
+from kdbench_plugins.metrics import composite, pesq_metrics, sdr_metrics, stoi_metrics
 from scipy.signal import butter, sosfilt
 from signals import speech_like, white_noise_at_snr
 
 from kdbench.api import Metric, MetricUndefined
-from kdbench.registry import make_registry
-from kdbench_plugins.metrics import composite, pesq_metrics, sdr_metrics, stoi_metrics
+from kdbench.plugin.registry import make_registry
 
 RATE = 16000
 

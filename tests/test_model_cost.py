@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdbench.model_cost import model_cost
+from kdbench.deploy.cost import model_cost
 
 RATE = 8000
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pesq import pesq
-from pystoi import stoi
-
-from kdbench.api import ConfigError, PreparedDataset, resolve_params
 from kdbench_plugins.datasets.procedural import generate, plugin
 from kdbench_plugins.datasets.procedural.noise import NOISE_TYPES, make_noise, mix
 from kdbench_plugins.datasets.procedural.plugin import ProceduralDataset
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, draw_talker, synthesize
+from pesq import pesq
+from pystoi import stoi
+
+from kdbench.api import ConfigError, PreparedDataset, resolve_params
 
 SMALL: dict[str, Any] = {
     "n_train": 4,
@@ -192,6 +192,6 @@ def test_metrics_accept_every_test_utterance(tmp_path: Path, kind: str) -> None:
 
 
 def test_registered_through_the_entry_point() -> None:
-    from kdbench.registry import make_registry
+    from kdbench.plugin.registry import make_registry
 
     assert isinstance(make_registry().get("datasets", "procedural"), ProceduralDataset)

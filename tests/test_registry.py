@@ -8,10 +8,10 @@ import types
 
 import pytest
 
-from kdbench import registry as registry_module
-from kdbench.api import hookimpl
+from kdbench.api import ArchitecturePair, KDMethod, Metric, ModelSpec, Param, hookimpl
 from kdbench.errors import ConfigError, KdbenchError
-from kdbench.registry import make_registry
+from kdbench.plugin import registry as registry_module
+from kdbench.plugin.registry import make_registry
 
 BUILT_INS = {
     "methods": {"none", "cosine", "fgspkd", "mse", "output", "attention", "similarity"},
@@ -72,10 +72,9 @@ def test_a_broken_third_party_plugin_names_itself_and_can_be_disabled(monkeypatc
 def test_a_third_party_plugin_registers_through_the_same_hook(monkeypatch):
     module = types.ModuleType("third_party_kd")
 
-    class Halved:
+    class Halved(KDMethod):
         name = "halved"
         description = "a third-party method"
-        params = {}
 
     @hookimpl
     def kdbench_register_methods(register):
@@ -93,7 +92,7 @@ def test_a_third_party_plugin_registers_through_the_same_hook(monkeypatch):
 def test_duplicate_names_are_an_error_naming_both_plugins(monkeypatch):
     module = types.ModuleType("dup_kd")
 
-    class Cosine:
+    class Cosine(KDMethod):
         name = "cosine"
         description = "again"
 
@@ -106,3 +105,77 @@ def test_duplicate_names_are_an_error_naming_both_plugins(monkeypatch):
     monkeypatch.setenv("KDBENCH_PLUGINS", "dup_kd")
     with pytest.raises(KdbenchError, match="'cosine' is registered twice: by (methods.cosine and by dup_kd|dup_kd and by methods.cosine)"):
         make_registry()
+
+
+def _plugin_adding(monkeypatch, kind: str, obj: object) -> None:
+    """A module plugin whose hook for `kind` registers `obj`, loaded by KDBENCH_PLUGINS."""
+    module = types.ModuleType("wrong_kd")
+
+    @hookimpl(specname=f"kdbench_register_{kind}")
+    def register_it(register):
+        register.add(obj)
+
+    module.register_it = register_it
+    monkeypatch.setitem(sys.modules, "wrong_kd", module)
+    monkeypatch.setenv("KDBENCH_PLUGINS", "wrong_kd")
+
+
+class _Method(KDMethod):
+    name = "proper"
+    description = "a well-formed method"
+
+
+class _Metric(Metric):
+    name = "proper_metric"
+    description = "a well-formed metric"
+
+
+_SPEC = ModelSpec("unet", {})
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj", "why"),
+    [
+        ("methods", _Method(), r"must be a kdbench.api.KDMethod subclass \(the class itself\)"),
+        ("methods", int, "must be a kdbench.api.KDMethod subclass"),
+        ("metrics", _Metric, "must be a kdbench.api.Metric instance"),
+        ("pairs", _Metric(), "must be a kdbench.api.ArchitecturePair instance"),
+        ("pairs", ArchitecturePair("", "empty name", _SPEC, _SPEC, "w"), "attribute 'name'"),
+        (
+            "methods",
+            type("NoDescription", (KDMethod,), {"name": "nodesc"}),
+            "attribute 'description'",
+        ),
+        (
+            "methods",
+            type("BadParams", (KDMethod,), {"name": "bp", "description": "d", "params": {"w": 1}}),
+            "not a mapping of names to kdbench.api.Param",
+        ),
+    ],
+)
+def test_a_wrong_registration_fails_at_load_naming_the_plugin(monkeypatch, kind, obj, why):
+    _plugin_adding(monkeypatch, kind, obj)
+    with pytest.raises(KdbenchError, match=rf"plugin wrong_kd \(distribution \(module\)\).*{why}"):
+        make_registry()
+
+
+def test_a_well_formed_registration_loads(monkeypatch):
+    _plugin_adding(monkeypatch, "methods", _Method)
+    assert make_registry().get("methods", "proper") is _Method
+
+
+def test_a_plugin_module_that_fails_to_import_is_named_with_the_way_out(monkeypatch):
+    monkeypatch.setitem(sys.modules, "broken_module_plugin", None)
+    monkeypatch.setenv("KDBENCH_PLUGINS", "broken_module_plugin")
+    with pytest.raises(KdbenchError, match="'broken_module_plugin' named in KDBENCH_PLUGINS"):
+        make_registry()
+
+
+def test_kinds_are_the_hooks_that_register_them():
+    from kdbench.plugin import hookspecs
+    from kdbench.plugin.registry import KINDS
+
+    declared = [name.removeprefix("kdbench_register_") for name in vars(hookspecs)
+                if name.startswith("kdbench_register_")]
+    assert list(KINDS) == declared == list(BUILT_INS)
+    assert Param  # the typed declaration the registry checks `params` against

@@ -20,17 +20,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from kdbench_plugins.executors.local import LocalExecutor
 
+from kdbench.api.executors import Started, Step
 from kdbench.cli import main
 from kdbench.config import load_config
-from kdbench.evaluate import Score
-from kdbench.grid import build_grid
-from kdbench.progress import Started, Step
-from kdbench.registry import get_registry
-from kdbench.runner import run_grid
-from kdbench.store import MIGRATIONS, Store
-from kdbench.trial import Outcome, Trial
-from kdbench_plugins.executors.local import LocalExecutor
+from kdbench.plugin.registry import get_registry
+from kdbench.run.evaluate import Score
+from kdbench.run.grid import build_grid
+from kdbench.run.runner import run_grid
+from kdbench.run.store import MIGRATIONS, Store
+from kdbench.run.trial import Outcome, Trial
 
 TESTS = Path(__file__).parent
 TINY = [

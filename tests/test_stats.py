@@ -1,4 +1,4 @@
-"""Known-answer tests for kdbench.stats: expected values come from hand computation or from
+"""Known-answer tests for kdbench.report.stats: expected values come from hand computation or from
 scipy applied to numbers the test builds itself (holm() is used as an oracle only after its
 own hand-computed test)."""
 
@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from kdbench.stats import (
+from kdbench.report.stats import (
     METHODOLOGY,
     across_pairs,
     holm,

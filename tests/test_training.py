@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from kdbench_plugins.methods.cosine import CosineMethod
+from kdbench_plugins.models.unet import build_unet
 
 from kdbench.api import Batch, KDLoss, Utterance
 from kdbench.config import TRAIN_PARAMS
@@ -14,8 +16,6 @@ from kdbench.errors import TrialDiverged
 from kdbench.train.crops import CropSampler, full_batches
 from kdbench.train.teacher_outputs import TeacherOutputs
 from kdbench.train.trainer import train, validation_loss
-from kdbench_plugins.methods.cosine import CosineMethod
-from kdbench_plugins.models.unet import build_unet
 
 RATE = 16000
 

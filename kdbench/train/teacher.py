@@ -15,8 +15,8 @@ import filelock
 import torch
 
 from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
-from kdbench.checkpoints import build_from_checkpoint, save_checkpoint
-from kdbench.identity import stable_id
+from kdbench.deploy.checkpoints import build_from_checkpoint, save_checkpoint
+from kdbench.run.identity import stable_id
 from kdbench.train.trainer import train
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from kdbench.api import DenoiserOutput, MaskDenoiser
-from kdbench.cache import save_atomically
+from kdbench.files.cache import save_atomically
 from kdbench.train.crops import CropSampler
 
 BUDGET_ENV = "KDBENCH_TEACHER_CACHE_MB"

@@ -23,14 +23,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from kdbench.api import ConfigError, Dataset, Param, PreparedDataset, hookimpl, resolve_params
 from kdbench_plugins.datasets import espeak_cache, espeak_corpus, espeak_engine
 from kdbench_plugins.datasets.espeak_corpus import SPLITS, EspeakSettings, GeneratedUtterance
 from kdbench_plugins.datasets.procedural.plugin import MIN_SECONDS, ProceduralDataset
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kdbench.api import ConfigError, Dataset, Param, PreparedDataset, hookimpl, resolve_params
 
 ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
            "en-029", "en-us-nyc")

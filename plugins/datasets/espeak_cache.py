@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from kdbench.api import AudioError, Utterance, read_audio, staged_directory, write_audio
 from kdbench_plugins.datasets.espeak_corpus import SPLITS, GeneratedUtterance
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
+
+from kdbench.api import AudioError, Utterance, read_audio, staged_directory, write_audio
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 import torchaudio.functional as AF
-
 from kdbench_plugins.datasets import espeak_engine
 from kdbench_plugins.datasets.espeak_engine import ShardAudio, UtteranceScript, Voice
 from kdbench_plugins.datasets.espeak_sentences import sentence

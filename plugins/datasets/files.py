@@ -9,17 +9,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-
-from kdbench.api import (
-    AudioError,
-    ConfigError,
-    Dataset,
-    Param,
-    PreparedDataset,
-    Utterance,
-    hookimpl,
-    resolve_params,
-)
 from kdbench_plugins.datasets.file_pairs import (
     ON_ERROR_PARAM,
     SAMPLE_RATE_PARAM,
@@ -36,6 +25,17 @@ from kdbench_plugins.datasets.file_pairs import (
     seeded_split,
     speaker_of,
     warn_if_silent,
+)
+
+from kdbench.api import (
+    AudioError,
+    ConfigError,
+    Dataset,
+    Param,
+    PreparedDataset,
+    Utterance,
+    hookimpl,
+    resolve_params,
 )
 
 FOLDERS_LAYOUT = """\

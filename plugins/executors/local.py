@@ -26,8 +26,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from kdbench.api import hookimpl
-from kdbench.progress import OnStep, ProgressExecutor, Report, Step, started_here, throttled
+from kdbench.api import OnStep, ProgressExecutor, Report, Step, hookimpl, started_here, throttled
 
 STEP_INTERVAL_SECONDS = 0.2
 

@@ -17,9 +17,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from kdbench.api import Param, hookimpl
+from kdbench.api import (
+    OnStep,
+    Param,
+    ProgressExecutor,
+    Report,
+    Step,
+    hookimpl,
+    started_here,
+    throttled,
+)
 from kdbench.errors import KdbenchError
-from kdbench.progress import OnStep, ProgressExecutor, Report, Step, started_here, throttled
 
 STEP_INTERVAL_SECONDS = 0.5
 POLL_SECONDS = 0.25

@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.api import KDMethod, Param, hookimpl
-from kdbench_plugins.methods.latent_matching import (
+from kdbench.api import (
     AlignedLatentLoss,
+    KDMethod,
+    Param,
     aligned_pairs,
+    hookimpl,
     latents_param,
     match_param,
     resample_param,

@@ -37,13 +37,11 @@ from kdbench.api import (
     ConfigError,
     DenoiserOutput,
     KDMethod,
+    LatentPairLoss,
     Param,
     hookimpl,
-)
-from kdbench_plugins.methods.latent_matching import (
     latents_param,
     match_latents,
-    LatentPairLoss,
     paired_tensors,
     resample,
     resample_param,

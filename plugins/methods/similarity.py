@@ -13,11 +13,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench.api import Batch, DenoiserOutput, KDMethod, Param, hookimpl
-from kdbench_plugins.methods.latent_matching import (
+from kdbench.api import (
+    Batch,
+    DenoiserOutput,
+    KDMethod,
+    LatentPairLoss,
+    Param,
+    hookimpl,
     latents_param,
     match_latents,
-    LatentPairLoss,
     paired_tensors,
 )
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+from kdbench_plugins.metrics._signal import checked_pair
 
 from kdbench.api import Metric, MetricUndefined, hookimpl
-from kdbench_plugins.metrics._signal import checked_pair
 
 
 def _ratio_db(target_energy: float, residual_energy: float, what: str) -> float:

@@ -16,7 +16,6 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
-
 from kdbench_plugins.datasets.procedural.noise import make_noise, mix
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, Talker, draw_talker, synthesize
 

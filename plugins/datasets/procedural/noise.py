@@ -12,9 +12,8 @@ import functools
 from collections.abc import Callable
 
 import numpy as np
-from scipy import signal
-
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, draw_talker, synthesize
+from scipy import signal
 
 NoiseGenerator = Callable[[np.random.Generator, int], np.ndarray]
 

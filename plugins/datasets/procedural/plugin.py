@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from kdbench_plugins.datasets.procedural import generate
+from kdbench_plugins.datasets.procedural.generate import SPLITS, CorpusSettings, SplitAudio
+from kdbench_plugins.datasets.procedural.noise import NOISE_TYPES
+from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -28,10 +32,6 @@ from kdbench.api import (
     resolve_params,
     staged_directory,
 )
-from kdbench_plugins.datasets.procedural import generate
-from kdbench_plugins.datasets.procedural.generate import SPLITS, CorpusSettings, SplitAudio
-from kdbench_plugins.datasets.procedural.noise import NOISE_TYPES
-from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
 
 MIN_SECONDS = 1.0
 """PESQ and STOI need about a second of speech to give stable scores."""

@@ -16,9 +16,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from kdbench.grid import Grid
-from kdbench.model_cost import macs_per_second
-from kdbench.registry import Registry
+from kdbench.deploy.cost import macs_per_second
+from kdbench.plugin.registry import Registry
+from kdbench.run.grid import Grid
 
 TRAINING_PASSES = 3.0
 

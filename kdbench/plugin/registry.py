@@ -12,20 +12,21 @@ import dataclasses
 import importlib
 import importlib.metadata
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pluggy
 
-from kdbench import hookspecs
+from kdbench.api.params import Param
 from kdbench.errors import ConfigError, KdbenchError
+from kdbench.plugin import hookspecs
 
 ENTRY_POINT_GROUP = "kdbench"
 DISABLE_AUTOLOAD_ENV = "KDBENCH_DISABLE_PLUGIN_AUTOLOAD"
 EXTRA_PLUGINS_ENV = "KDBENCH_PLUGINS"
 OWN_DISTRIBUTION = "kdbench"
 
-KINDS = ("methods", "pairs", "models", "metrics", "datasets", "executors")
+KINDS = tuple(kind.name for kind in hookspecs.kinds())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,24 +46,43 @@ class Registered:
 
 
 class Register:
-    """Collects the objects of one kind that plugins add through a hook."""
+    """Collects the objects of one kind that plugins add through a hook, checking each one
+    against the kind's declared type as it is added (tox 4 does the same with its typed
+    register), so a mistake names its plugin and distribution at load."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: hookspecs.Kind) -> None:
         self.kind = kind
         self.items: dict[str, Registered] = {}
         self.current_plugin = "?"
+        self.current_distribution = "?"
+
+    def _refuse(self, obj: Any, why: str) -> KdbenchError:
+        return KdbenchError(
+            f"plugin {self.current_plugin} (distribution {self.current_distribution}) "
+            f"registered {obj!r} as one of the {self.kind.name}, but {why}"
+        )
 
     def add(self, obj: Any) -> None:
-        """Register `obj` (it must have `name` and `description`); names are unique per kind."""
+        """Register `obj`: of the kind's type, with a `name` unique within the kind, a
+        `description`, and, where it declares `params`, a mapping of names to `Param`."""
+        kind = self.kind
+        is_class = isinstance(obj, type)
+        if kind.as_class and not (is_class and issubclass(obj, kind.base)):
+            raise self._refuse(obj, f"{kind.name} must be {kind.describe()} (the class itself)")
+        if not kind.as_class and (is_class or not isinstance(obj, kind.base)):
+            raise self._refuse(obj, f"{kind.name} must be {kind.describe()}")
         for attribute in ("name", "description"):
-            if not isinstance(getattr(obj, attribute, None), str):
-                raise KdbenchError(
-                    f"plugin {self.current_plugin}: {self.kind} object {obj!r} has no "
-                    f"string attribute {attribute!r}"
-                )
+            value = getattr(obj, attribute, None)
+            if not isinstance(value, str) or not value.strip():
+                raise self._refuse(obj, f"it has no non-empty string attribute {attribute!r}")
+        params = getattr(obj, "params", {})
+        if not isinstance(params, Mapping) or not all(
+            isinstance(key, str) and isinstance(value, Param) for key, value in params.items()
+        ):
+            raise self._refuse(obj, "its `params` is not a mapping of names to kdbench.api.Param")
         if obj.name in self.items:
             raise KdbenchError(
-                f"{self.kind} {obj.name!r} is registered twice: by "
+                f"{kind.name[:-1]} {obj.name!r} is registered twice: by "
                 f"{self.items[obj.name].plugin} and by {self.current_plugin}"
             )
         self.items[obj.name] = Registered(obj, self.current_plugin)
@@ -85,13 +105,16 @@ class Registry:
         self.manager = manager
         self.distributions = distributions
         self._registers: dict[str, Register] = {}
-        for kind in KINDS:
+        for kind in hookspecs.kinds():
             register = Register(kind)
-            hook = getattr(manager.hook, f"kdbench_register_{kind}")
+            hook = getattr(manager.hook, hookspecs.HOOK_PREFIX + kind.name)
             for impl in reversed(hook.get_hookimpls()):
                 register.current_plugin = impl.plugin_name
+                register.current_distribution = distributions.get(
+                    impl.plugin_name, ("(module)", "")
+                )[0]
                 impl.function(register=register)
-            self._registers[kind] = register
+            self._registers[kind.name] = register
 
     def all(self, kind: str) -> dict[str, Registered]:
         return dict(self._registers[kind].items)
@@ -162,7 +185,14 @@ def make_registry() -> Registry:
     only_own = os.environ.get(DISABLE_AUTOLOAD_ENV, "") not in ("", "0")
     distributions = _load_entry_points(manager, only_own)
     for module_name in filter(None, os.environ.get(EXTRA_PLUGINS_ENV, "").split(",")):
-        module = importlib.import_module(module_name.strip())
+        module_name = module_name.strip()
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise KdbenchError(
+                f"plugin module {module_name!r} named in {EXTRA_PLUGINS_ENV} failed to "
+                f"import: {exc!r}; remove it from {EXTRA_PLUGINS_ENV} to run without it"
+            ) from exc
         if manager.get_plugin(module_name) is None:
             manager.register(module, name=module_name)
     return Registry(manager, distributions)

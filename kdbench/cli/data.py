@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from kdbench.api import PreparedDataset, resolve_params, write_audio
-from kdbench.cache import cache_root
 from kdbench.config import load_config
-from kdbench.registry import get_registry
+from kdbench.files.cache import cache_root
+from kdbench.plugin.registry import get_registry
 
 console = Console()
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from kdbench.api import PreparedDataset, resolve_params
 from kdbench.config import Config
 from kdbench.errors import ConfigError
-from kdbench.identity import stable_id
-from kdbench.registry import Registry
-from kdbench.trial import Trial
+from kdbench.plugin.registry import Registry
+from kdbench.run.identity import stable_id
+from kdbench.run.trial import Trial
 
 
 @dataclasses.dataclass

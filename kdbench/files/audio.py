@@ -22,7 +22,7 @@ import torchaudio.functional as AF
 
 from kdbench.errors import AudioError
 
-logger = logging.getLogger("kdbench.audio")
+logger = logging.getLogger("kdbench.files.audio")
 
 SUBTYPES = {"pcm16": "PCM_16", "float": "FLOAT"}
 

@@ -8,7 +8,7 @@ prefix or picked as the best done student of a pair and method on a metric.
 
 Files are denoised in one forward pass each. The UNet's cost is linear in the number of
 frames, so memory grows linearly with duration; that is fine for files of minutes. For
-unbounded input use `kdbench.streaming`, which works on bounded windows and reproduces the
+unbounded input use `kdbench.deploy.streaming`, which works on bounded windows and reproduces the
 offline result.
 """
 
@@ -26,10 +26,10 @@ import torch
 import torchaudio.functional as AF
 
 from kdbench.api import MaskDenoiser, audio_info, read_audio, write_audio
-from kdbench.checkpoints import build_from_checkpoint
+from kdbench.deploy.checkpoints import build_from_checkpoint
 from kdbench.errors import KdbenchError
-from kdbench.registry import get_registry
-from kdbench.store import Store
+from kdbench.plugin.registry import get_registry
+from kdbench.run.store import Store
 
 DEFAULT_SAMPLE_RATE = 16000
 """The benchmark's rate; used when neither the checkpoint nor the store records one."""

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from kdbench.cli_errors import err_console, reports_errors
+from kdbench.cli.errors import err_console, reports_errors
 from kdbench.errors import KdbenchError
 
 DEFAULT_RESULTS = "kdbench-results/results.db"
@@ -50,8 +50,8 @@ def _load(
     trial: str | None, best: bool, pair: str | None, method: str | None, metric: str,
     dataset: str | None, results: str,
 ):
-    from kdbench import deploy
-    from kdbench.store import Store
+    from kdbench.deploy import denoise as deploy
+    from kdbench.run.store import Store
 
     if (trial is None) == (not best):
         raise KdbenchError("choose the student with exactly one of --trial ID or --best")
@@ -89,7 +89,7 @@ def denoise(source, target, trial, best, pair, method, metric, dataset, results,
 
     Any rate and channel count is read; the output is mono at the input's rate.
     """
-    from kdbench import deploy
+    from kdbench.deploy import denoise as deploy
 
     student = _load(trial, best, pair, method, metric, dataset, results)
     if source.is_dir():
@@ -109,7 +109,7 @@ def denoise(source, target, trial, best, pair, method, metric, dataset, results,
 def export(target, trial, best, pair, method, metric, dataset, results, fmt) -> None:
     """Export a student's mask network to TARGET (ONNX), verified against PyTorch, with a
     JSON sidecar describing the STFT around it and the streaming latency."""
-    from kdbench.onnx_export import export_onnx, sidecar_path
+    from kdbench.deploy.onnx import export_onnx, sidecar_path
 
     student = _load(trial, best, pair, method, metric, dataset, results)
     sidecar = export_onnx(

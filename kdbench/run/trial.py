@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
+from kdbench.deploy.checkpoints import save_checkpoint
+from kdbench.deploy.cost import model_cost
 from kdbench.errors import NotApplicable, TrialDiverged
-from kdbench.evaluate import Score, score_utterances
-from kdbench.model_cost import model_cost
-from kdbench.registry import get_registry
-from kdbench.checkpoints import save_checkpoint
+from kdbench.plugin.registry import get_registry
+from kdbench.run.evaluate import Score, score_utterances
 from kdbench.train.teacher import get_teacher
 from kdbench.train.teacher_outputs import shared_teacher_outputs
 from kdbench.train.trainer import train

@@ -28,8 +28,8 @@ from torch import nn
 
 from kdbench import __version__
 from kdbench.api import MaskDenoiser
+from kdbench.deploy.streaming import StreamingDenoiser
 from kdbench.errors import KdbenchError
-from kdbench.streaming import StreamingDenoiser
 
 OPSET = 17
 TOLERANCE = 1e-4
@@ -157,7 +157,7 @@ def export_onnx(
     runtime = _runtime()
     import onnx
 
-    from kdbench.trial import provenance
+    from kdbench.run.trial import provenance
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from kdbench import __version__
-from kdbench.cache import cache_root
+from kdbench.cli.errors import err_console, reports_errors
 from kdbench.config import load_config
-from kdbench.cli_errors import err_console, reports_errors
 from kdbench.errors import KdbenchError
-from kdbench.registry import KINDS, get_registry
+from kdbench.files.cache import cache_root
+from kdbench.plugin.registry import KINDS, get_registry
 
 console = Console()
 
@@ -49,8 +49,8 @@ def _prepare(
     preset: str, methods: str | None, pairs: str | None, seeds: str | None,
     overrides: tuple[str, ...], results: str | None, extra: list[str] | None = None,
 ):
-    from kdbench.grid import build_grid
-    from kdbench.store import Store
+    from kdbench.run.grid import build_grid
+    from kdbench.run.store import Store
 
     registry = get_registry()
     config = load_config(preset, [*overrides, *(extra or [])], registry)
@@ -91,8 +91,8 @@ def run(
         _dry_run(preset, methods, pairs, seeds, overrides, assume_tflops)
         return
     from kdbench.api import resolve_params
-    from kdbench.leaderboard import collect, render_terminal
-    from kdbench.runner import run_grid
+    from kdbench.report.leaderboard import collect, render_terminal
+    from kdbench.run.runner import run_grid
 
     extra = []
     if jobs is not None:
@@ -132,8 +132,8 @@ def _dry_run(preset, methods, pairs, seeds, overrides, assume_tflops: float) -> 
     """The grid's trials per cell and its compute, without touching data or the store."""
     from collections import Counter
 
-    from kdbench.estimate import estimate
-    from kdbench.grid import build_grid
+    from kdbench.run.estimate import estimate
+    from kdbench.run.grid import build_grid
 
     registry = get_registry()
     config = load_config(preset, overrides, registry)
@@ -203,7 +203,7 @@ def leaderboard(
     Filters (repeatable or comma lists) only hide rows: p-values keep the Holm correction
     of the whole grid.
     """
-    from kdbench.leaderboard import collect, render_terminal, select
+    from kdbench.report.leaderboard import collect, render_terminal, select
 
     config, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results)
     data = select(
@@ -211,7 +211,7 @@ def leaderboard(
         datasets=only_datasets, pairs=only_pairs, metrics=only_metrics, methods=only_methods,
     )
     if publish:
-        from kdbench.publish import publish as write_pages
+        from kdbench.report.publish import publish as write_pages
 
         for page in write_pages(data, Path(publish), _command_line(ctx)):
             err_console.print(f"wrote {page}")
@@ -219,7 +219,7 @@ def leaderboard(
     if fmt == "terminal":
         render_terminal(data, console)
         return
-    from kdbench.formats import render
+    from kdbench.report.formats import render
 
     click.echo(render(data, fmt), nl=False)
 
@@ -230,7 +230,7 @@ def leaderboard(
 def status(preset, methods, pairs, seeds, overrides, results) -> None:
     """Show where a grid stands: done, running, failed, pending per cell, and why trials
     failed (nothing is run)."""
-    from kdbench.status import grid_status, render_status
+    from kdbench.run.status import grid_status, render_status
 
     _, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results)
     render_status(grid_status(grid, store), console)
@@ -271,8 +271,8 @@ def list_command(kind: str | None) -> None:
 
 
 def _add_subcommands() -> None:
-    from kdbench.cli_data import data
-    from kdbench.cli_deploy import denoise, export
+    from kdbench.cli.data import data
+    from kdbench.cli.deploy import denoise, export
 
     for command in (data, denoise, export):
         main.add_command(command)

@@ -18,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 import kdbench
-from kdbench import stats
-from kdbench.formats import (
+from kdbench.plugin.registry import get_registry
+from kdbench.report import stats
+from kdbench.report.formats import (
     across_pairs_table,
     display_tables,
     latex_table,
@@ -28,8 +29,7 @@ from kdbench.formats import (
     rank_table,
     results_frame,
 )
-from kdbench.leaderboard import LeaderboardData, legend, select
-from kdbench.registry import get_registry
+from kdbench.report.leaderboard import LeaderboardData, legend, select
 
 _CHECKPOINT_MEANING = {
     "last": "the weights after the last optimizer step",
@@ -267,7 +267,7 @@ def page(
 
 def publish(data: LeaderboardData, directory: Path, command: str) -> list[Path]:
     """Write `directory/<dataset>-<preset>/` for every shown dataset; return the README paths."""
-    from kdbench.plots import cost_plot, seed_plot
+    from kdbench.report.plots import cost_plot, seed_plot
 
     preset = Path(data.config.preset).stem
     git = git_state()  # before writing: a page published into the checkout must not dirty itself

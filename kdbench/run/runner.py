@@ -5,7 +5,7 @@ trials in flight; a rerun computes the same ids and skips what is already there.
 
 While trials run, one live view shows the grid (trials done, ETA) and a bar of training
 steps for each trial in flight. Workers report through their executor (see
-`kdbench.progress`); the reports arrive on the driver's thread, which also notes each
+`kdbench.api.executors`); the reports arrive on the driver's thread, which also notes each
 started trial in the store's `running` table for `kdbench status`.
 """
 
@@ -28,10 +28,10 @@ from rich.progress import (
 )
 
 from kdbench.api import Executor
-from kdbench.grid import Grid
-from kdbench.progress import Event, ReportingExecutor, Started, Step
-from kdbench.store import FINAL_STATUSES, Store
-from kdbench.trial import Outcome, Trial, execute
+from kdbench.api.executors import Event, ReportingExecutor, Started, Step
+from kdbench.run.grid import Grid
+from kdbench.run.store import FINAL_STATUSES, Store
+from kdbench.run.trial import Outcome, Trial, execute
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ import math
 
 import pandas as pd
 
-from kdbench.leaderboard import (
+from kdbench.report.leaderboard import (
     BASELINE_MARKS,
     CONTROL_MARKS,
     LeaderboardData,

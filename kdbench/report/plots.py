@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
-from kdbench.leaderboard import LeaderboardData  # noqa: E402
+from kdbench.report.leaderboard import LeaderboardData  # noqa: E402
 
 
 def ci95(values: np.ndarray) -> float:

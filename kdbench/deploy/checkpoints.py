@@ -15,8 +15,8 @@ import torch
 
 from kdbench import RESULT_VERSION, __version__
 from kdbench.api import MaskDenoiser, ModelSpec
-from kdbench.cache import save_atomically
 from kdbench.errors import KdbenchError
+from kdbench.files.cache import save_atomically
 
 
 def save_checkpoint(

@@ -15,9 +15,9 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from kdbench.grid import Grid
-from kdbench.store import Store
-from kdbench.trial import Trial
+from kdbench.run.grid import Grid
+from kdbench.run.store import Store
+from kdbench.run.trial import Trial
 
 STATES = ("done", "running", "interrupted", "failed", "pending", "not_applicable")
 HEADERS = {"not_applicable": "n/a"}

@@ -1,9 +1,10 @@
-"""What workers tell the driver while a trial runs: that it started (where), and its steps.
+"""The executor contract, and what workers tell the driver while a trial runs: that it
+started (where), and its steps.
 
-An executor that can carry these reports implements `ReportingExecutor`; the runner then
-notes running trials in the store and draws a bar per trial. Executors that cannot (any
-third-party one written against `kdbench.api.Executor` alone) still run the grid, only
-without live progress or `running` notes.
+An executor that can carry these reports implements `ReportingExecutor` (most simply by
+subclassing `ProgressExecutor`); the runner then notes running trials in the store and
+draws a bar per trial. Executors that implement only `Executor.run` still run the grid,
+only without live progress or `running` notes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,34 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from kdbench.api import Executor
+from kdbench.api.params import Param
+
+
+class Executor:
+    """Runs trials somewhere and yields their outcomes as they finish.
+
+    `work` is a picklable top-level function; an executor yields exactly one result per
+    item, in any order. `work` already turns a trial's own exception into a failed result;
+    when the executor itself loses an item (a worker process killed, a node gone), it
+    yields `lost(item, reason)` instead, so the grid records that trial and goes on.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    params: ClassVar[Mapping[str, Param]] = {}
+
+    def run(
+        self,
+        work: Callable[[Any], Any],
+        items: Sequence[Any],
+        jobs: int,
+        params: Mapping[str, Any],
+        lost: Callable[[Any, str], Any],
+    ) -> Iterator[Any]:
+        raise NotImplementedError
+
 
 OnStep = Callable[[int, int], None]
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from kdbench.trial import Outcome
+from kdbench.run.trial import Outcome
 
 SCHEMA_VERSION = 2
 

@@ -27,7 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.api import Batch, ConfigError, DenoiserOutput, KDLoss, NotApplicable, Param
+from kdbench.api.methods import Batch, KDLoss
+from kdbench.api.models import DenoiserOutput
+from kdbench.api.params import Param
+from kdbench.errors import ConfigError, NotApplicable
 
 LEVEL = re.compile(r"(enc|dec)(\d+)")
 GROUPS = ("encoder", "decoder", "all")

@@ -16,12 +16,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from kdbench import stats
 from kdbench.config import Config
 from kdbench.errors import KdbenchError
-from kdbench.grid import Grid
-from kdbench.registry import get_registry
-from kdbench.store import Store
+from kdbench.plugin.registry import get_registry
+from kdbench.report import stats
+from kdbench.run.grid import Grid
+from kdbench.run.store import Store
 
 CONTROL_MARKS = ("*", "**")
 """Significance vs the control (p_holm < 0.05, < 0.01)."""

@@ -1,0 +1,100 @@
+"""The public plugin API: everything a KD method, pair, model, metric, dataset or executor
+plugin is written against, importable from this one path.
+
+Built-in plugins import only from here (and `kdbench.errors`), exactly as a third-party
+package must: a test fails when a module under `plugins/` imports any other part of the
+core. So anything a built-in needs that is missing here is missing for everyone and
+belongs here. The submodules group the contracts by kind; their names are not part of the
+API, `kdbench.api` is.
+"""
+
+from kdbench.api.datasets import Dataset, PreparedDataset, Utterance
+from kdbench.api.executors import (
+    Event,
+    Executor,
+    OnStep,
+    ProgressExecutor,
+    Report,
+    ReportingExecutor,
+    Started,
+    Step,
+    started_here,
+    throttled,
+)
+from kdbench.api.latents import (
+    AlignedLatentLoss,
+    Aligner,
+    LatentPairLoss,
+    aligned_pairs,
+    build_aligners,
+    channel_pooling,
+    latents_param,
+    match_latents,
+    match_param,
+    paired_tensors,
+    resample,
+    resample_param,
+)
+from kdbench.api.methods import Batch, KDLoss, KDMethod
+from kdbench.api.metrics import Metric
+from kdbench.api.models import (
+    ArchitecturePair,
+    DenoiserOutput,
+    MaskDenoiser,
+    ModelFamily,
+    ModelSpec,
+)
+from kdbench.api.params import Param, resolve_params
+from kdbench.errors import AudioError, ConfigError, MetricUndefined, NotApplicable
+from kdbench.files.audio import AudioInfo, audio_info, read_audio, write_audio
+from kdbench.files.cache import staged_directory
+from kdbench.plugin.markers import hookimpl
+
+__all__ = [
+    "Aligner",
+    "AlignedLatentLoss",
+    "ArchitecturePair",
+    "AudioError",
+    "AudioInfo",
+    "Batch",
+    "ConfigError",
+    "Dataset",
+    "DenoiserOutput",
+    "Event",
+    "Executor",
+    "KDLoss",
+    "KDMethod",
+    "LatentPairLoss",
+    "MaskDenoiser",
+    "Metric",
+    "MetricUndefined",
+    "ModelFamily",
+    "ModelSpec",
+    "NotApplicable",
+    "OnStep",
+    "Param",
+    "PreparedDataset",
+    "ProgressExecutor",
+    "Report",
+    "ReportingExecutor",
+    "Started",
+    "Step",
+    "Utterance",
+    "aligned_pairs",
+    "audio_info",
+    "build_aligners",
+    "channel_pooling",
+    "hookimpl",
+    "latents_param",
+    "match_latents",
+    "match_param",
+    "paired_tensors",
+    "read_audio",
+    "resample",
+    "resample_param",
+    "resolve_params",
+    "staged_directory",
+    "started_here",
+    "throttled",
+    "write_audio",
+]

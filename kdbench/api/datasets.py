@@ -1,0 +1,46 @@
+"""The dataset contract: (clean, noisy) utterances per split, with an identity that
+changes whenever their content does, so caches and results know what they were made on."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from kdbench.api.params import Param
+
+
+@dataclasses.dataclass
+class Utterance:
+    """A clean reference and its noisy mixture, mono float32 at the dataset's rate."""
+
+    id: str
+    clean: np.ndarray
+    noisy: np.ndarray
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class PreparedDataset:
+    """A dataset ready to use: its splits and an identity that changes with its content."""
+
+    name: str
+    identity: str
+    sample_rate: int
+    splits: Mapping[str, Sequence[Utterance]]
+    description: str = ""
+
+
+class Dataset:
+    """A source of (clean, noisy) pairs for the train, valid and test splits."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    params: ClassVar[Mapping[str, Param]] = {}
+
+    def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
+        """Load or generate the splits (caching under `cache_dir`) for resolved `params`."""
+        raise NotImplementedError

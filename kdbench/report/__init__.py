@@ -1,0 +1,2 @@
+"""Reading results: statistics, the leaderboard, its output formats, plots and the
+published page."""
