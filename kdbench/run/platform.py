@@ -1,0 +1,107 @@
+"""The numeric platform a trial ran on: what decides its last bits besides its settings.
+
+The same trial id run on another CPU type (AMD EPYC vs Intel AVX-512), another kernel ISA,
+another MKL/oneDNN build, another thread count or a GPU gives other floating-point sums,
+and the differences grow through training like a change of seed. So every trial row
+records its platform, and the leaderboard flags a cell or a comparison that mixes two.
+
+The platform is provenance, not identity: a trial's id hashes what was *asked for*
+(settings, data, code version), and a rerun on another machine skips trials already done
+instead of making new ones, so one store can be resumed anywhere. `kdbench run` says when
+it reuses trials made on another platform, and the leaderboard's flags keep a mixed cell
+from passing silently. A user who wants a platform's own numbers runs into a fresh store.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import platform as host_platform
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+NUMERIC_FIELDS = (
+    "device",
+    "cpu_vendor",
+    "cpu_model",
+    "cpu_isa",
+    "gpu_model",
+    "torch",
+    "cuda",
+    "cudnn",
+    "mkl",
+    "onednn",
+    "threads",
+)
+"""The fields that change a trial's bits; the fingerprint hashes these and nothing else."""
+
+
+@functools.cache
+def _cpu() -> tuple[str, str]:
+    """(vendor, model) from /proc/cpuinfo where there is one, else what `platform` knows."""
+    vendor, model = "", ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "vendor_id" and not vendor:
+                vendor = value
+            elif key in ("model name", "Model") and not model:
+                model = value
+    return vendor or host_platform.machine(), model or host_platform.processor() or "unknown"
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    """MKL and oneDNN versions as torch reports its build (no public API gives them)."""
+    config = torch.__config__.show()
+    mkl = re.search(r"Math Kernel Library Version ([\w.\-]+)", config)
+    onednn = re.search(r"MKL-DNN v([\d.]+)", config)
+    return {
+        "mkl": mkl.group(1) if mkl else "none",
+        "onednn": onednn.group(1) if onednn else "none",
+    }
+
+
+def describe(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The platform of work done on `device` in this process, with its fingerprint."""
+    device = torch.device(device)
+    vendor, model = _cpu()
+    facts: dict[str, Any] = {
+        "device": device.type,
+        "cpu_vendor": vendor,
+        "cpu_model": model,
+        "cpu_isa": torch.backends.cpu.get_cpu_capability(),
+        "gpu_model": "",
+        "torch": torch.__version__,
+        "cuda": "",
+        "cudnn": "",
+        "threads": torch.get_num_threads(),
+        **_library_versions(),
+    }
+    if device.type == "cuda":
+        facts["gpu_model"] = torch.cuda.get_device_name(device)
+        facts["cuda"] = torch.version.cuda or ""
+        facts["cudnn"] = str(torch.backends.cudnn.version() or "")
+    facts["fingerprint"] = fingerprint(facts)
+    return facts
+
+
+def fingerprint(facts: dict[str, Any]) -> str:
+    """A short hash of the numeric fields: equal fingerprints, comparable last bits."""
+    numeric = {name: facts.get(name, "") for name in NUMERIC_FIELDS}
+    return hashlib.sha256(json.dumps(numeric, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def label(facts: dict[str, Any]) -> str:
+    """One short human line: what a reader needs to tell two platforms apart."""
+    if facts.get("device") == "cuda":
+        where = f"{facts.get('gpu_model')} (CUDA {facts.get('cuda')})"
+    else:
+        where = f"{facts.get('cpu_model')} {facts.get('cpu_isa')}"
+    return f"{where}, torch {facts.get('torch')}, {facts.get('threads')} thread(s)"
