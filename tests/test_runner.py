@@ -29,7 +29,7 @@ from kdbench.plugin.registry import get_registry
 from kdbench.run.evaluate import Score
 from kdbench.run.grid import build_grid
 from kdbench.run.runner import run_grid
-from kdbench.run.store import MIGRATIONS, Store
+from kdbench.run.store import MIGRATIONS, SCHEMA_VERSION, Store
 from kdbench.run.trial import Outcome, Trial
 
 TESTS = Path(__file__).parent
@@ -95,10 +95,20 @@ def test_store_opens_a_version_1_database_and_migrates_it(tmp_path: Path) -> Non
             "INSERT INTO trials (id, role, status, dataset, dataset_identity, spec, model, "
             "details) VALUES ('old', 'noisy', 'done', 'd', 'd0', '{}', '{}', '{}')"
         )
+        db.execute(
+            "INSERT INTO trials (id, role, status, dataset, dataset_identity, spec, model, "
+            "details) VALUES ('kid', 'student', 'done', 'd', 'd0', "
+            "'{\"teacher_settings\": {\"seed\": 3}}', '{}', '{}')"
+        )
+        db.execute("INSERT INTO scores VALUES ('kid', 'u1', 'm', 0.5, NULL)")
         db.execute("PRAGMA user_version = 1")
     store = Store(path)
-    assert store.schema_version() == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     assert store.statuses(["old"]) == {"old": "done"}
+    scores = store.scores(["kid"])
+    assert list(zip(scores["test_set"], scores["value"])) == [("d", 0.5)]
+    trials = store.trials().set_index("id")
+    assert trials.loc["kid", "teacher_seed"] == 3 and trials["platform"].isna().all()
     store.mark_running("new", os.getpid(), "host", time.time())
     assert list(store.running()["trial_id"]) == ["new"]
 

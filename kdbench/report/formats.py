@@ -121,7 +121,7 @@ def display_tables(data: LeaderboardData) -> list[DisplayTable]:
     best = best_methods(data)
     tables = []
     for dataset in data.datasets:
-        identity = data.grid.datasets[dataset].identity
+        identity = data.blocks[dataset].tested_on.identity
         for metric in data.metrics:
             arrow = "↑" if data.higher_is_better[metric] else "↓"
             header = ["pair", "method", "params", "MAC/s", "seeds", f"{metric} {arrow} mean ± std"]
@@ -311,7 +311,7 @@ def render_json(data: LeaderboardData) -> str:
         ]
     document = {
         "preset": data.config.preset,
-        "datasets": {name: data.grid.datasets[name].identity for name in data.datasets},
+        "datasets": {name: data.blocks[name].tested_on.identity for name in data.datasets},
         "seeds": list(data.grid.seeds),
         "control": data.control,
         "baseline": data.baseline,

@@ -16,6 +16,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from kdbench.api import PreparedDataset
 from kdbench.config import Config
 from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry
@@ -23,19 +24,48 @@ from kdbench.report import stats
 from kdbench.run.grid import Grid
 from kdbench.run.store import Store
 
+PLATFORM_MARK = "§"
+"""A cell whose trials ran on more than one numeric platform (`kdbench.run.platform`)."""
 CONTROL_MARKS = ("*", "**")
 """Significance vs the control (p_holm < 0.05, < 0.01)."""
 BASELINE_MARKS = ("†", "‡")
 """Significance vs the baseline; different symbols so the two comparisons never blur."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One leaderboard block: models trained on `dataset`, scored on the test split of
+    `test_set` (the same name for the in-domain block, another for cross-corpus ones)."""
+
+    label: str
+    dataset: str
+    test_set: str
+    tested_on: PreparedDataset
+
+
+def block_label(dataset: str, test_set: str) -> str:
+    return dataset if test_set == dataset else f"{dataset} → {test_set}"
+
+
+def _blocks(grid: Grid) -> dict[str, Block]:
+    blocks = {}
+    for name, dataset in grid.datasets.items():
+        blocks[name] = Block(name, name, name, dataset)
+        for test_name, test in grid.test_datasets.items():
+            label = block_label(name, test_name)
+            blocks[label] = Block(label, name, test_name, test)
+    return blocks
+
+
 @dataclasses.dataclass
 class LeaderboardData:
     """Everything a table needs, gathered once from the store.
 
-    `datasets`, `pairs`, `methods` and `metrics` are what is shown; they start as the
-    whole grid and shrink under `select`. The statistics in `summary` are always those of
-    the whole grid, so hiding rows never changes a Holm-corrected p.
+    `datasets` are the blocks shown (a training dataset with its own test split, and with
+    each extra test set: `blocks` says which), and with `pairs`, `methods` and `metrics` they
+    start as the whole grid and shrink under `select`. Every frame's `dataset` column holds
+    the block label. The statistics in `summary` are always those of the whole grid, so
+    hiding rows never changes a Holm-corrected p.
     """
 
     grid: Grid
@@ -59,6 +89,14 @@ class LeaderboardData:
     pairs: list[str]
     methods: list[str]
     metrics: list[str]
+    blocks: dict[str, Block] = dataclasses.field(default_factory=dict)
+    platforms: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
+
+    def mixes_platforms(self, pair: str, *methods: str) -> bool:
+        """Whether the trials of these methods' cells of `pair` (one cell, or a cell and
+        its reference: a comparison) ran on more than one numeric platform."""
+        found = set().union(*(self.platforms.get((pair, m), set()) for m in methods))
+        return len(found) > 1
 
     def cell(self, dataset: str, pair: str, method: str, metric: str) -> pd.Series | None:
         """The summary row of one cell, or None when no seed of it has a score."""
@@ -118,6 +156,7 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
     registry = get_registry()
     metrics = list(config.run["metrics"])
     higher = {name: registry.get("metrics", name).higher_is_better for name in metrics}
+    blocks = _blocks(grid)
     trials = store.trials(ds.identity for ds in grid.datasets.values())
     wanted = {trial.id for trial in grid.trials}
     trials = trials[trials["id"].isin(wanted)].reset_index(drop=True)
@@ -125,13 +164,16 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
     scores = store.scores(done["id"])
     scores = scores[scores["metric"].isin(metrics)]
     merged = scores.merge(
-        done[["id", "role", "dataset", "pair", "method", "seed"]],
+        done[["id", "role", "dataset", "pair", "method", "seed", "teacher_seed"]],
         left_on="trial_id",
         right_on="id",
     )
-    students = merged[merged["role"] == "student"]
-    student_scores = students[["dataset", "pair", "method", "seed", "utterance", "metric", "value"]]
-    student_scores = student_scores.astype({"seed": int})
+    merged["dataset"] = [block_label(d, t) for d, t in zip(merged["dataset"], merged["test_set"])]
+    merged = merged[merged["dataset"].isin(blocks)]
+    students = merged[merged["role"] == "student"].rename(columns={"teacher_seed": "teacher"})
+    student_scores = students[
+        ["dataset", "test_set", "pair", "method", "teacher", "seed", "utterance", "metric", "value"]
+    ].astype({"seed": int, "teacher": int})
     references = (
         merged[merged["role"] != "student"]
         .groupby(["dataset", "role", "metric"])["value"]
@@ -145,7 +187,7 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         .reset_index()
     )
     trial_means = (
-        merged.groupby(["trial_id", "metric"])["value"].mean().unstack("metric")
+        merged.groupby(["trial_id", "dataset", "metric"])["value"].mean().unstack("metric")
         if len(merged)
         else pd.DataFrame()
     ).reindex(columns=metrics)
@@ -160,17 +202,21 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
     control = next((m for m in config.run["controls"] if m in grid.methods), None)
     baseline = config.run["baseline"] if config.run["baseline"] in grid.methods else None
     comparisons = [ref for ref in dict.fromkeys([control, baseline]) if ref]
-    student_size = {
-        (row.pair, row.method): row.model for row in done[done["role"] == "student"].itertuples()
-    }
+    student_rows = done[done["role"] == "student"]
+    student_size = {(row.pair, row.method): row.model for row in student_rows.itertuples()}
+    platforms: dict[tuple[str, str], set[str]] = {}
+    for row in student_rows[student_rows["platform"].notna()].itertuples():
+        platforms.setdefault((row.pair, row.method), set()).add(row.platform)
     teacher_rows = done[done["role"] == "teacher"]
     teacher_size = teacher_rows.iloc[0]["model"] if len(teacher_rows) else {}
     present = set(done["id"])
     missing: dict[tuple[str, str, str], int] = {}
     for trial in grid.students:
         if trial.id not in present:
-            key = (trial.dataset, trial.pair or "", trial.method or "")
-            missing[key] = missing.get(key, 0) + 1
+            for block in blocks.values():
+                if block.dataset == trial.dataset:
+                    key = (block.label, trial.pair or "", trial.method or "")
+                    missing[key] = missing.get(key, 0) + 1
     return LeaderboardData(
         grid=grid,
         config=config,
@@ -189,10 +235,12 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         missing=missing,
         undefined=undefined,
         trial_means=trial_means,
-        datasets=list(grid.datasets),
+        datasets=list(blocks),
         pairs=list(grid.pairs),
         methods=list(grid.methods),
         metrics=metrics,
+        blocks=blocks,
+        platforms=platforms,
     )
 
 
@@ -243,7 +291,8 @@ def select(
         refs["dataset"].isin(shown.datasets) & refs["metric"].isin(shown.metrics)
     ]
     shown.summary = summary
-    shown.trials = data.trials[data.trials["dataset"].isin(shown.datasets)].reset_index(drop=True)
+    trained_on = {data.blocks[label].dataset for label in shown.datasets}
+    shown.trials = data.trials[data.trials["dataset"].isin(trained_on)].reset_index(drop=True)
     shown.ranks = _ranks(summary, data.higher_is_better, data.comparisons)
     # Over the shown pairs, but every method: hiding a method never changes a Holm p.
     scores = data.scores
@@ -330,7 +379,7 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
     """
     best = best_methods(data)
     for dataset in data.datasets:
-        identity = data.grid.datasets[dataset].identity
+        identity = data.blocks[dataset].tested_on.identity
         table = Table(
             title=f"kdbench — {dataset} ({identity})", box=box.SIMPLE_HEAD, padding=(0, 1),
             collapse_padding=True, pad_edge=False,
@@ -362,6 +411,8 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
                 ]
                 missing = data.missing.get((dataset, pair, method), 0)
                 label = method + (f" [yellow]({missing} missing)[/yellow]" if missing else "")
+                if data.mixes_platforms(pair, method):
+                    label += f" [yellow]{PLATFORM_MARK}[/yellow]"
                 size = data.student_size.get((pair, method), {})
                 table.add_row(
                     pair, label, format_count(size.get("params")),
@@ -472,6 +523,25 @@ def legend(data: LeaderboardData) -> list[str]:
             f"baseline {data.config.run['baseline']} is not in this grid: no comparison with it"
         )
     lines.append("uN: N utterance scores undefined (excluded); (k/n seeds): incomplete cell.")
+    mixed = sorted(f"{pair}/{method}" for (pair, method), found in data.platforms.items()
+                   if len(found) > 1)
+    if mixed:
+        lines.append(
+            f"{PLATFORM_MARK}: the cell's trials ran on more than one numeric platform (CPU type, "
+            f"kernel ISA, library versions or threads), so its seeds differ in more than their "
+            f"seed: {', '.join(mixed)}"
+        )
+    compared = [
+        f"{pair}/{method} vs {ref}"
+        for pair in data.pairs for method in data.methods for ref in data.comparisons
+        if method != ref and not data.mixes_platforms(pair, method)
+        and not data.mixes_platforms(pair, ref) and data.mixes_platforms(pair, method, ref)
+    ]
+    if compared:
+        lines.append(
+            f"{PLATFORM_MARK} comparisons: method and reference ran on different numeric "
+            f"platforms: {', '.join(compared)}"
+        )
     warning = stats.seed_count_warning(len(data.grid.seeds))
     if warning:
         lines.append(warning)
