@@ -8,7 +8,7 @@ belongs here. The submodules group the contracts by kind; their names are not pa
 API, `kdbench.api` is.
 """
 
-from kdbench.api.datasets import Dataset, PreparedDataset, Utterance
+from kdbench.api.datasets import Dataset, PreparedDataset, Utterance, mix_at_snr, version_of
 from kdbench.api.executors import (
     Event,
     Executor,
@@ -88,6 +88,7 @@ __all__ = [
     "latents_param",
     "match_latents",
     "match_param",
+    "mix_at_snr",
     "paired_tensors",
     "read_audio",
     "resample",
@@ -96,5 +97,6 @@ __all__ = [
     "staged_directory",
     "started_here",
     "throttled",
+    "version_of",
     "write_audio",
 ]

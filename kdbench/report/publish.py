@@ -9,7 +9,6 @@ tables were computed from.
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import os
 import platform
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 import kdbench
+from kdbench.api import version_of
 from kdbench.plugin.registry import get_registry
 from kdbench.report import stats
 from kdbench.report.formats import (
@@ -79,13 +79,6 @@ def gpu_name() -> str:
     if torch.cuda.is_available():
         return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
     return "none"
-
-
-def version_of(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def trials_export(data: LeaderboardData, block: str) -> pd.DataFrame:

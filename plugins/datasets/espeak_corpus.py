@@ -28,8 +28,10 @@ from kdbench_plugins.datasets import espeak_engine
 from kdbench_plugins.datasets.espeak_engine import ShardAudio, UtteranceScript, Voice
 from kdbench_plugins.datasets.espeak_sentences import sentence
 from kdbench_plugins.datasets.procedural.generate import PEAK
-from kdbench_plugins.datasets.procedural.noise import make_noise, mix
+from kdbench_plugins.datasets.procedural.noise import make_noise
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
+
+from kdbench.api import mix_at_snr
 
 GENERATOR_VERSION = 1
 """Part of the corpus identity: bump it whenever a change alters the generated audio."""
@@ -187,7 +189,7 @@ def _mixed(
     choice = _rng(settings, shard.split, _CHOICE, u)
     kind = settings.noises[int(choice.integers(len(settings.noises)))]
     snr = settings.snrs[int(choice.integers(len(settings.snrs)))]
-    mixture = mix(speech, make_noise(kind, _rng(settings, shard.split, _NOISE, u), n), snr)
+    mixture = mix_at_snr(speech, make_noise(kind, _rng(settings, shard.split, _NOISE, u), n), snr)
     gain = PEAK / max(float(np.abs(mixture).max()), float(np.abs(speech).max()))
     voice = script.voice
     return GeneratedUtterance(

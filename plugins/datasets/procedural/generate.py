@@ -16,8 +16,10 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
-from kdbench_plugins.datasets.procedural.noise import make_noise, mix
+from kdbench_plugins.datasets.procedural.noise import make_noise
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, Talker, draw_talker, synthesize
+
+from kdbench.api import mix_at_snr
 
 GENERATOR_VERSION = 2
 """Part of the corpus identity: bump it whenever a change alters the generated audio."""
@@ -98,7 +100,7 @@ def generate_shard(shard: Shard) -> tuple[Shard, SplitAudio]:
         kind = settings.noises[int(choice.integers(len(settings.noises)))]
         snr = settings.snrs[int(choice.integers(len(settings.snrs)))]
         noise = make_noise(kind, _rng(settings, shard.split, _NOISE, u), n)
-        mixture = mix(speech, noise, snr)
+        mixture = mix_at_snr(speech, noise, snr)
         gain = PEAK / max(float(np.abs(mixture).max()), float(np.abs(speech).max()))
         clean[row] = speech * gain
         noisy[row] = mixture * gain

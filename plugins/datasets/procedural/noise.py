@@ -137,16 +137,3 @@ NOISE_TYPES = tuple(GENERATORS)
 def make_noise(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
     """Unit-RMS noise of type `kind` and `n` samples."""
     return GENERATORS[kind](rng, n)
-
-
-def mix(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """`clean` plus `noise` scaled so the whole-clip power ratio is exactly `snr_db`.
-
-    Whole-clip rather than active-speech power keeps the definition simple and exact; on
-    generated speech (about 80% active) the active-speech SNR is about 1 dB higher, under
-    3 dB at most.
-    """
-    clean_power = float(np.mean(clean**2))
-    noise_power = max(float(np.mean(noise**2)), 1e-20)
-    scale = np.sqrt(clean_power / (noise_power * 10.0 ** (snr_db / 10.0)))
-    return clean + scale * noise
