@@ -40,10 +40,12 @@ component within teacher, fitted only when some (pair, teacher) has two or more 
   - "teacher_means": a one-sample t-test (T-1 df) on the per-teacher mean differences
     (pooled: the mean over pairs of each (pair, teacher) mean) -- the summary-statistics
     approach to a nested design, valid whatever s2_teacher is. Used when MixedLM raises,
-    does not converge or gives no finite SE, when there is one unit per teacher (the model
-    is then not identified), and when REML puts s2_teacher at 0: a boundary fit drops the
-    teacher level from the SE on a noisy estimate from a handful of teachers, which is the
-    anti-conservative direction. In a balanced table it is what the mixed model gives
+    does not converge, warns that its Hessian is not positive definite or gives no finite
+    SE (its other ConvergenceWarnings, e.g. an optimiser retry that then converges, are
+    not failures), when there is one unit per teacher (the model is then not
+    identified), and when REML puts s2_teacher at 0 (below 1e-4 of the variance of d): a
+    boundary fit drops the teacher level from the SE on a noisy estimate from a handful
+    of teachers, which is the anti-conservative direction. In a balanced table it is what the mixed model gives
     whenever its teacher variance is interior, so the switch costs nothing there.
   - "units": one teacher, whose variance cannot be estimated: OLS over the units (a
     one-sample t-test over seeds for one pair; with pair fixed effects pooled). It is
