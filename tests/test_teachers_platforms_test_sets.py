@@ -5,8 +5,10 @@ test sets score every model on another corpus, also when added after the grid ra
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
+import pandas.testing as pd_testing
 import pytest
 from kdbench_plugins.executors.local import LocalExecutor
 from rich.console import Console
@@ -141,3 +143,28 @@ def test_status_names_each_cells_platforms(tmp_path: Path) -> None:
     out = io.StringIO()
     render_status(status, Console(file=out, width=300))
     assert here in out.getvalue()
+
+
+def test_the_leaderboard_treats_the_teacher_as_a_random_factor(tmp_path: Path) -> None:
+    from kdbench.report import hierarchy
+    from kdbench.report.formats import render
+
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    config, grid = _grid(cache, results, ["teacher.seeds=0,1"], methods="output", seeds=range(4))
+    store = Store(results / "results.db")
+    run_grid(grid, store, LocalExecutor(), {}, 1, console=Console(file=io.StringIO()))
+    data = collect(grid, store, config)
+    assert sorted(data.scores["teacher"].unique()) == [0, 1]
+    expected = hierarchy.teacher_level_comparison(
+        data.scores, data.higher_is_better, references=data.comparisons
+    )
+    pd_testing.assert_frame_equal(data.teacher_level, expected)
+    pooled = data.teacher_level[data.teacher_level["pair"] == hierarchy.POOLED]
+    assert set(pooled["n_teachers"]) == {2} and set(pooled["n_units"]) == {4}
+    assert set(data.variance["n_teachers"]) == {2}
+    out = io.StringIO()
+    render_terminal(data, Console(file=out, width=250))
+    assert "teacher as a random factor, 2 teacher(s)" in out.getvalue()
+    assert "where the spread of student scores comes from" in out.getvalue()
+    document = json.loads(render(data, "json"))
+    assert len(document["teacher_level"]) == len(expected) and document["variance_components"]

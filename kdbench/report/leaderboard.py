@@ -20,7 +20,7 @@ from kdbench.api import PreparedDataset
 from kdbench.config import Config
 from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry
-from kdbench.report import stats
+from kdbench.report import hierarchy, stats
 from kdbench.run.grid import Grid
 from kdbench.run.store import Store
 
@@ -91,6 +91,12 @@ class LeaderboardData:
     metrics: list[str]
     blocks: dict[str, Block] = dataclasses.field(default_factory=dict)
     platforms: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
+    teacher_level: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    variance: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+
+    @property
+    def teachers(self) -> int:
+        return len(self.config.teacher["seeds"])
 
     def mixes_platforms(self, pair: str, *methods: str) -> bool:
         """Whether the trials of these methods' cells of `pair` (one cell, or a cell and
@@ -149,6 +155,18 @@ def _across_pairs(scores: pd.DataFrame, higher: dict[str, bool], references: lis
     if not len(scores):
         return pd.DataFrame()
     return stats.across_pairs(scores, higher, references=references)
+
+
+def _teacher_level(scores: pd.DataFrame, higher: dict[str, bool], references: list[str]) -> pd.DataFrame:
+    if not len(scores) or not references:
+        return pd.DataFrame(columns=["dataset", "test_set", *hierarchy.COMPARISON_COLUMNS])
+    return hierarchy.teacher_level_comparison(scores, higher, references=references)
+
+
+def _variance(scores: pd.DataFrame) -> pd.DataFrame:
+    if not len(scores):
+        return pd.DataFrame(columns=["dataset", "test_set", *hierarchy.VARIANCE_COLUMNS])
+    return hierarchy.variance_components(scores)
 
 
 def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
@@ -241,6 +259,8 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         metrics=metrics,
         blocks=blocks,
         platforms=platforms,
+        teacher_level=_teacher_level(student_scores, higher, comparisons),
+        variance=_variance(student_scores),
     )
 
 
@@ -301,6 +321,12 @@ def select(
         data.higher_is_better,
         data.comparisons,
     )
+    level, variance = data.teacher_level, data.variance
+    shown.teacher_level = level[level["dataset"].isin(shown.datasets)]
+    shown.variance = variance[
+        variance["dataset"].isin(shown.datasets) & variance["pair"].isin(shown.pairs)
+        & variance["method"].isin(shown.methods)
+    ]
     return shown
 
 
@@ -421,6 +447,10 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
         console.print(table)
         _render_ranks(data, dataset, console)
         _render_across_pairs(data, dataset, console)
+        if data.teachers > 1:
+            _render_teacher_level(data, dataset, console)
+        if len(data.variance):
+            _render_variance(data, dataset, console)
     _render_legend(data, console)
 
 
@@ -486,6 +516,81 @@ def across_pairs_cells(data: LeaderboardData, dataset: str, metric: str, method:
         f"{int(found['n_better'])} / {int(found['n_units'])}",
         "—" if math.isnan(p) else f"{p:.3g}",
     ]
+
+
+def teacher_level_cells(
+    data: LeaderboardData, dataset: str, metric: str, method: str, ref: str
+) -> list[str]:
+    """Pooled over pairs, the teacher a random factor: Δ with its mark, 95 % CI, Holm p
+    and teachers where the method is better; dashes when not compared."""
+    level = data.teacher_level
+    rows = level[
+        (level["dataset"] == dataset) & (level["pair"] == hierarchy.POOLED)
+        & (level["metric"] == metric) & (level["method"] == method) & (level["reference"] == ref)
+    ] if len(level) and method != ref else level.iloc[0:0]
+    if not len(rows):
+        return ["—", "—", "—", "—"]
+    row = rows.iloc[0]
+    p = row["p_holm"]
+    symbols = CONTROL_MARKS if ref == data.control else BASELINE_MARKS
+    ci = (
+        "—" if pd.isna(row["ci_low"])
+        else f"[{format_delta(row['ci_low'])}, {format_delta(row['ci_high'])}]"
+    )
+    return [
+        f"{format_delta(row['delta'])}{significance_mark(p, symbols)}",
+        ci,
+        "—" if pd.isna(p) else f"{p:.3g}",
+        f"{int(row['teachers_better'])} / {int(row['n_teachers'])}",
+    ]
+
+
+def variance_cells(data: LeaderboardData, dataset: str, metric: str) -> list[str]:
+    """Median over the block's student cells of each variance share (teacher, seed,
+    utterance, residual) of the per-utterance scores; — where not estimable."""
+    variance = data.variance
+    cells = variance[(variance["dataset"] == dataset) & (variance["metric"] == metric)]
+    texts = []
+    for component in ("teacher", "seed", "utterance", "residual"):
+        shares = cells[f"share_{component}"].dropna() if len(cells) else cells
+        texts.append("—" if not len(shares) else f"{100 * shares.median():.1f} %")
+    return texts
+
+
+def _render_teacher_level(data: LeaderboardData, dataset: str, console: Console) -> None:
+    table = Table(
+        title=f"teacher as a random factor, {data.teachers} teacher(s), pooled over pairs "
+              f"— {dataset}",
+        box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False,
+    )
+    table.add_column("metric")
+    table.add_column("method")
+    for ref in data.comparisons:
+        table.add_column(f"Δ vs {ref}", justify="right")
+        table.add_column("95 % CI", justify="right")
+        table.add_column("p (Holm)", justify="right")
+        table.add_column("teachers better", justify="right")
+    for metric in data.metrics:
+        table.add_section()
+        for method in data.methods:
+            cells = [c for ref in data.comparisons
+                     for c in teacher_level_cells(data, dataset, metric, method, ref)]
+            table.add_row(metric, method, *cells)
+    console.print(table)
+
+
+def _render_variance(data: LeaderboardData, dataset: str, console: Console) -> None:
+    table = Table(
+        title=f"where the spread of student scores comes from (median share over cells) "
+              f"— {dataset}",
+        box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False,
+    )
+    table.add_column("metric")
+    for component in ("teacher", "seed", "utterance", "residual"):
+        table.add_column(component, justify="right")
+    for metric in data.metrics:
+        table.add_row(metric, *variance_cells(data, dataset, metric))
+    console.print(table)
 
 
 def _render_across_pairs(data: LeaderboardData, dataset: str, console: Console) -> None:

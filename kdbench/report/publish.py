@@ -19,7 +19,7 @@ import pandas as pd
 import kdbench
 from kdbench.api import version_of
 from kdbench.plugin.registry import get_registry
-from kdbench.report import stats
+from kdbench.report import hierarchy, stats
 from kdbench.report.formats import (
     across_pairs_table,
     display_tables,
@@ -28,6 +28,8 @@ from kdbench.report.formats import (
     md_escape,
     rank_table,
     results_frame,
+    teacher_level_table,
+    variance_table,
 )
 from kdbench.report.leaderboard import LeaderboardData, legend, select
 from kdbench.run.platform import describe
@@ -260,6 +262,25 @@ def page(
         "trained students as fixed, this test includes training randomness; it speaks for "
         "the suite of pairs as a whole, not for any one pair. Also in `across_pairs.csv`.",
         "",
+        "## The teacher as a random factor; where the spread comes from",
+        "",
+        *(
+            [markdown_table(teacher_level_table(data, dataset)), ""]
+            if data.teachers > 1
+            else [
+                f"This grid distils from one teacher (`teacher.seeds` = "
+                f"{list(data.config.teacher['seeds'])}), so every p-value above is conditional "
+                "on that teacher; run with several teacher seeds for the teacher-level test.",
+                "",
+            ]
+        ),
+        markdown_table(variance_table(data, dataset)),
+        "",
+        hierarchy.METHODOLOGY + " Variance shares: ANOVA estimators of teacher, student seed "
+        "(within teacher), utterance and residual variance of each student cell's "
+        "per-utterance scores, median over the cells. Full rows in `teacher_level.csv` and "
+        "`variance_components.csv`.",
+        "",
         "## Plots",
         "",
     ]
@@ -306,7 +327,13 @@ def publish(data: LeaderboardData, directory: Path, command: str) -> list[Path]:
             shown.across_pairs[shown.across_pairs["dataset"] == dataset].to_csv(
                 out / "across_pairs.csv", index=False
             )
-        tables = [*display_tables(shown), rank_table(shown, dataset), across_pairs_table(shown, dataset)]
+        shown.teacher_level.to_csv(out / "teacher_level.csv", index=False)
+        shown.variance.to_csv(out / "variance_components.csv", index=False)
+        tables = [
+            *display_tables(shown), rank_table(shown, dataset), across_pairs_table(shown, dataset),
+            variance_table(shown, dataset),
+            *([teacher_level_table(shown, dataset)] if shown.teachers > 1 else []),
+        ]
         (out / "results.tex").write_text("\n\n".join(latex_table(t) for t in tables) + "\n")
         trials_export(shown, dataset).to_csv(out / "trials.csv", index=False)
         readme = out / "README.md"
