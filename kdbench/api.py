@@ -343,11 +343,16 @@ class PreparedDataset:
 
 
 class Dataset:
-    """A source of (clean, noisy) pairs for the train, valid and test splits."""
+    """A source of (clean, noisy) pairs for the train, valid and test splits.
+
+    A `test_only` dataset (real recordings too few to train on) prepares a `test` split
+    alone; a grid refuses it in `run.datasets`, where it would be trained on.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
     params: ClassVar[Mapping[str, Param]] = {}
+    test_only: ClassVar[bool] = False
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Load or generate the splits (caching under `cache_dir`) for resolved `params`."""
