@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 from kdbench_plugins.datasets.procedural import generate, plugin
-from kdbench_plugins.datasets.procedural.noise import NOISE_TYPES, make_noise
+from kdbench_plugins.datasets.procedural.noise import NOISE_TYPES, make_noise, mix_at_snr
 from kdbench_plugins.datasets.procedural.plugin import ProceduralDataset
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, draw_talker, synthesize
 from pesq import pesq
 from pystoi import stoi
 
-from kdbench.api import ConfigError, PreparedDataset, mix_at_snr, resolve_params
+from kdbench.api import ConfigError, PreparedDataset, resolve_params
 
 SMALL: dict[str, Any] = {
     "n_train": 4,

@@ -8,7 +8,7 @@ belongs here. The submodules group the contracts by kind; their names are not pa
 API, `kdbench.api` is.
 """
 
-from kdbench.api.datasets import Dataset, PreparedDataset, Utterance, mix_at_snr, version_of
+from kdbench.api.datasets import Dataset, PreparedDataset, Utterance, version_of
 from kdbench.api.executors import (
     Event,
     Executor,
@@ -88,7 +88,6 @@ __all__ = [
     "latents_param",
     "match_latents",
     "match_param",
-    "mix_at_snr",
     "paired_tensors",
     "read_audio",
     "resample",

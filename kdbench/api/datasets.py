@@ -36,30 +36,21 @@ class PreparedDataset:
 
 
 class Dataset:
-    """A source of (clean, noisy) pairs for the train, valid and test splits."""
+    """A source of (clean, noisy) pairs for the train, valid and test splits.
+
+    A `test_only` dataset (real recordings too few to train on) prepares a `test` split
+    alone; a grid refuses it in `run.datasets`, where it would be trained on, and takes it
+    in `run.test_datasets`.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
     params: ClassVar[Mapping[str, Param]] = {}
+    test_only: ClassVar[bool] = False
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Load or generate the splits (caching under `cache_dir`) for resolved `params`."""
         raise NotImplementedError
-
-
-def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """`speech` plus `noise` scaled so the whole-clip power ratio is exactly `snr_db`.
-
-    Whole-clip rather than active-speech power keeps the definition simple and exact (on
-    generated speech, about 80 % active, the active-speech SNR is about 1 dB higher).
-    Powers are summed in float64 whatever the inputs, so a float32 file and its float64
-    copy mix alike; a silent noise adds nothing instead of dividing by zero. Every dataset
-    mixes through this one function, so an SNR means the same in every corpus.
-    """
-    speech_power = float(np.mean(np.asarray(speech, dtype=np.float64) ** 2))
-    noise_power = max(float(np.mean(np.asarray(noise, dtype=np.float64) ** 2)), 1e-20)
-    gain = np.sqrt(speech_power / (noise_power * 10.0 ** (snr_db / 10.0)))
-    return speech + gain * noise
 
 
 def version_of(distribution: str) -> str:

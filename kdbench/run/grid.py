@@ -155,6 +155,12 @@ def build_grid(
     test_datasets: dict[str, PreparedDataset] = {}
     for dataset_name in registry.select("datasets", run["datasets"]):
         plugin = registry.get("datasets", dataset_name)
+        if plugin.test_only:
+            raise ConfigError(
+                f"run.datasets: {dataset_name} is a test-only dataset (no train or valid "
+                f"split), so nothing can be trained on it; train on another dataset and "
+                f"evaluate on {dataset_name} with run.test_datasets"
+            )
         params = config.plugin_params("dataset", dataset_name)
         if prepare_datasets:
             datasets[dataset_name] = plugin.prepare(params, cache_dir)

@@ -26,6 +26,7 @@ from kdbench_plugins.datasets.file_pairs import (
     speaker_of,
     warn_if_silent,
 )
+from kdbench_plugins.datasets.procedural.noise import mix_at_snr
 
 from kdbench.api import (
     AudioError,
@@ -35,7 +36,6 @@ from kdbench.api import (
     PreparedDataset,
     Utterance,
     hookimpl,
-    mix_at_snr,
     resolve_params,
 )
 
