@@ -87,4 +87,4 @@ def listen(dataset, count, split, out_dir, preset, overrides) -> None:
         for kind in ("clean", "noisy"):
             path = out / f"{stem}_{kind}.wav"
             write_audio(path, np.asarray(getattr(utterance, kind)), prepared.sample_rate)
-            console.print(str(path))
+            console.print(str(path), markup=False)
