@@ -9,9 +9,12 @@ Nothing trains: grids are planned with `--dry-run`, stores are read by `status` 
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import tempfile
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +81,16 @@ def assert_result_or_one_line_error(result: Result) -> None:
     assert last.startswith(("error: ", "Error: ")), result.stderr  # ours, or click's usage
 
 
+@contextlib.contextmanager
+def working_in(folder: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> CliRunner:
     monkeypatch.setenv("KDBENCH_CACHE", str(session_cache))
@@ -101,7 +114,7 @@ def test_random_grid_options_give_a_plan_or_one_line_error(
             args += [flag, value]
     for item in overrides:
         args += ["--set", item]
-    with cli.isolated_filesystem() as folder:
+    with tempfile.TemporaryDirectory() as folder, working_in(Path(folder)):
         assert_result_or_one_line_error(cli.invoke(main, args))
         assert list(Path(folder).iterdir()) == []  # a dry run writes nothing
 
