@@ -29,3 +29,9 @@ class MetricUndefined(Exception):
 
 class TrialDiverged(KdbenchError):
     """Training produced a non-finite loss; the trial is recorded as failed."""
+
+
+class CorruptFile(KdbenchError):
+    """A file kdbench wrote fails its check when read back (truncated, altered, or not
+    what its name says); the message names the file. A cache entry in this state is set
+    aside and rebuilt (`kdbench.api.load_or_build`); any other such file is reported."""

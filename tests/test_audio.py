@@ -121,3 +121,13 @@ def test_audio_info_reads_the_header(tmp_path: Path) -> None:
     info = api.audio_info(path)
     assert (info.sample_rate, info.channels, info.frames) == (22050, 1, 11025)
     assert info.seconds == pytest.approx(0.5)
+
+
+def test_a_sample_rate_no_recording_has_is_refused_before_resampling(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.wav"
+    sf.write(str(path), np.zeros(160, dtype=np.float32), 16000)
+    data = bytearray(path.read_bytes())
+    data[24:28] = (1_700_000_000).to_bytes(4, "little")  # the fmt chunk's sample rate
+    path.write_bytes(bytes(data))
+    with pytest.raises(api.AudioError, match=r"damaged\.wav: declares a sample rate of 1700000000"):
+        api.read_audio(path, 16000)

@@ -19,7 +19,7 @@ from kdbench_plugins.metrics.sdr_metrics import si_sdr
 from signals import speech_like, white_noise_at_snr
 
 from kdbench.api import ModelSpec, Utterance
-from kdbench.cli.deploy import denoise, export
+from kdbench.cli import main
 from kdbench.deploy import denoise as deploy
 from kdbench.deploy.checkpoints import build_from_checkpoint, load_checkpoint, save_checkpoint
 from kdbench.deploy.streaming import StreamingDenoiser, stream_denoise, time_reach
@@ -327,38 +327,41 @@ def test_cli_denoise_and_export(results: Path, tmp_path: Path) -> None:
 
     store = ["--results", str(results)]
     by_id = runner.invoke(
-        denoise, [str(source), str(tmp_path / "a.wav"), "--trial", "abc1", *store]
+        main, ["denoise", str(source), str(tmp_path / "a.wav"), "--trial", "abc1", *store]
     )
     assert by_id.exit_code == 0, by_id.output
     assert sf.info(str(tmp_path / "a.wav")).samplerate == 48000
 
     by_best = runner.invoke(
-        denoise,
-        [str(source), str(tmp_path / "b.wav"), "--best", "--pair", "tiny", "--method", "cosine"]
+        main,
+        ["denoise", str(source), str(tmp_path / "b.wav"), "--best", "--pair", "tiny",
+         "--method", "cosine"]
         + store,
     )
     assert by_best.exit_code == 0, by_best.output
     assert "abc222" in by_best.stderr
 
     ambiguous = runner.invoke(
-        denoise, [str(source), str(tmp_path / "c.wav"), "--trial", "abc", *store]
+        main, ["denoise", str(source), str(tmp_path / "c.wav"), "--trial", "abc", *store]
     )
     assert ambiguous.exit_code == 2 and "ambiguous" in ambiguous.stderr
 
-    same = runner.invoke(denoise, [str(source), str(source), "--trial", "abc1", *store])
+    same = runner.invoke(main, ["denoise", str(source), str(source), "--trial", "abc1", *store])
     assert same.exit_code == 2 and "refusing to overwrite" in same.stderr
 
     (tmp_path / "folder").mkdir()
     source.rename(tmp_path / "folder" / "x.wav")
     folder = runner.invoke(
-        denoise, [str(tmp_path / "folder"), str(tmp_path / "clean"), "--trial", "abc1", *store]
+        main,
+        ["denoise", str(tmp_path / "folder"), str(tmp_path / "clean"), "--trial", "abc1", *store],
     )
     assert folder.exit_code == 0, folder.output
     assert (tmp_path / "clean" / "x.wav").is_file()
 
     pytest.importorskip("onnxruntime", reason=NO_ONNX)
     exported = runner.invoke(
-        export, ["--trial", "abc222", "--format", "onnx", str(tmp_path / "s.onnx"), *store]
+        main,
+        ["export", "--trial", "abc222", "--format", "onnx", str(tmp_path / "s.onnx"), *store],
     )
     assert exported.exit_code == 0, exported.output
     assert "latency 151.9 ms" in exported.stdout

@@ -7,6 +7,8 @@ missing extra and the registration are tested without it.
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -20,8 +22,8 @@ from kdbench_plugins.datasets.espeak import EspeakDataset, espeak_settings
 from pesq import pesq
 
 from kdbench.api import (
-    AudioError,
     ConfigError,
+    CorruptFile,
     PreparedDataset,
     read_audio,
     resolve_params,
@@ -59,7 +61,7 @@ def tiny(cache: Path) -> PreparedDataset:
 
 
 def _folder(cache: Path) -> Path:
-    (folder,) = cache.glob("espeak-*")
+    (folder,) = (path for path in cache.glob("espeak-*") if path.is_dir())
     return folder
 
 
@@ -124,8 +126,17 @@ def test_second_prepare_loads_from_cache_and_verifies_every_file(
     assert np.array_equal(again.splits["test"][1].noisy, tiny.splits["test"][1].noisy)
 
 
-def test_a_tampered_cache_file_is_named(
-    tiny: PreparedDataset, cache: Path, tmp_path: Path
+def _set_aside_and_regenerated(copy: Path, tiny: PreparedDataset, tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="kdbench.files.cache"):
+        again = EspeakDataset().prepare(TINY, tmp_path)
+    assert again.identity == tiny.identity
+    assert np.array_equal(again.splits["valid"][0].noisy, tiny.splits["valid"][0].noisy)
+    assert len(list(tmp_path.glob(f"{copy.name}.corrupt-*"))) == 1
+    assert "set aside" in caplog.text
+
+
+def test_a_tampered_cache_file_is_named_set_aside_and_synthesised_again(
+    tiny: PreparedDataset, cache: Path, tmp_path: Path, caplog
 ) -> None:
     copy = tmp_path / _folder(cache).name
     shutil.copytree(_folder(cache), copy)
@@ -133,19 +144,23 @@ def test_a_tampered_cache_file_is_named(
     audio = read_audio(victim, 16000)
     audio[100] += 1e-3
     write_audio(victim, audio, 16000, subtype="float")
-    with pytest.raises(AudioError, match="valid/00000-noisy.wav: samples do not match"):
-        EspeakDataset().prepare(TINY, tmp_path)
+    with pytest.raises(CorruptFile, match="valid/00000-noisy.wav: samples do not match"):
+        espeak_cache.load_corpus(copy, json.loads((copy / "manifest.json").read_text()))
+    _set_aside_and_regenerated(copy, tiny, tmp_path, caplog)
 
 
-def test_an_edited_manifest_is_named(tiny: PreparedDataset, cache: Path, tmp_path: Path) -> None:
+def test_an_edited_manifest_is_named_set_aside_and_synthesised_again(
+    tiny: PreparedDataset, cache: Path, tmp_path: Path, caplog
+) -> None:
     copy = tmp_path / _folder(cache).name
     shutil.copytree(_folder(cache), copy)
     manifest = copy / "manifest.json"
     text = manifest.read_text()
     assert '"split": "train"' in text
     manifest.write_text(text.replace('"split": "train"', '"split": "valid"', 1))
-    with pytest.raises(AudioError, match="manifest.json: unreadable or inconsistent"):
-        EspeakDataset().prepare(TINY, tmp_path)
+    with pytest.raises(CorruptFile, match="manifest.json: unreadable or inconsistent"):
+        espeak_cache.read_manifest(copy, json.loads(text)["settings"])
+    _set_aside_and_regenerated(copy, tiny, tmp_path, caplog)
 
 
 def test_two_fresh_generations_are_sample_identical(

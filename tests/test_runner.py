@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from kdbench_plugins.executors.local import LocalExecutor
+from stores import a_version_1_store
 
 from kdbench.api.executors import Started, Step
 from kdbench.cli import main
@@ -29,7 +30,7 @@ from kdbench.plugin.registry import get_registry
 from kdbench.run.evaluate import Score
 from kdbench.run.grid import build_grid
 from kdbench.run.runner import run_grid
-from kdbench.run.store import MIGRATIONS, SCHEMA_VERSION, Store
+from kdbench.run.store import SCHEMA_VERSION, Store
 from kdbench.run.trial import Outcome, Trial
 
 TESTS = Path(__file__).parent
@@ -88,21 +89,7 @@ def fake_trial(index: int) -> Trial:
 
 
 def test_store_opens_a_version_1_database_and_migrates_it(tmp_path: Path) -> None:
-    path = tmp_path / "v1.db"
-    with sqlite3.connect(path) as db:
-        db.executescript(MIGRATIONS[1])
-        db.execute(
-            "INSERT INTO trials (id, role, status, dataset, dataset_identity, spec, model, "
-            "details) VALUES ('old', 'noisy', 'done', 'd', 'd0', '{}', '{}', '{}')"
-        )
-        db.execute(
-            "INSERT INTO trials (id, role, status, dataset, dataset_identity, spec, model, "
-            "details) VALUES ('kid', 'student', 'done', 'd', 'd0', "
-            "'{\"teacher_settings\": {\"seed\": 3}}', '{}', '{}')"
-        )
-        db.execute("INSERT INTO scores VALUES ('kid', 'u1', 'm', 0.5, NULL)")
-        db.execute("PRAGMA user_version = 1")
-    store = Store(path)
+    store = Store(a_version_1_store(tmp_path / "v1.db"))
     assert store.schema_version() == SCHEMA_VERSION == 3
     assert store.statuses(["old"]) == {"old": "done"}
     scores = store.scores(["kid"])

@@ -45,9 +45,9 @@ from kdbench.api.models import (
     ModelSpec,
 )
 from kdbench.api.params import Param, resolve_params
-from kdbench.errors import AudioError, ConfigError, MetricUndefined, NotApplicable
+from kdbench.errors import AudioError, ConfigError, CorruptFile, MetricUndefined, NotApplicable
 from kdbench.files.audio import AudioInfo, audio_info, read_audio, write_audio
-from kdbench.files.cache import staged_directory
+from kdbench.files.cache import load_or_build, staged_directory
 from kdbench.plugin.markers import hookimpl
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "AudioInfo",
     "Batch",
     "ConfigError",
+    "CorruptFile",
     "Dataset",
     "DenoiserOutput",
     "Event",
@@ -86,6 +87,7 @@ __all__ = [
     "channel_pooling",
     "hookimpl",
     "latents_param",
+    "load_or_build",
     "match_latents",
     "match_param",
     "paired_tensors",

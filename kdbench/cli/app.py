@@ -9,10 +9,11 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kdbench import __version__
-from kdbench.cli.errors import err_console, reports_errors
+from kdbench.cli.errors import EXIT_STATUS_HELP, EXIT_TRIALS_FAILED, ReportingGroup, err_console
 from kdbench.config import load_config
 from kdbench.errors import KdbenchError
 from kdbench.files.cache import cache_root
@@ -48,27 +49,34 @@ def _parse_seeds(seeds: str | None) -> list[int] | None:
 def _prepare(
     preset: str, methods: str | None, pairs: str | None, seeds: str | None,
     overrides: tuple[str, ...], results: str | None, extra: list[str] | None = None,
+    read_only: bool = True,
 ):
+    """The config, grid and store of a command; the store is opened before the datasets
+    are prepared, so a wrong --results is reported at once."""
     from kdbench.run.grid import build_grid
     from kdbench.run.store import Store
 
     registry = get_registry()
     config = load_config(preset, [*overrides, *(extra or [])], registry)
-    store_path = Path(results or config.run["results"])
+    store = Store(Path(results or config.run["results"]), read_only=read_only)
     grid = build_grid(
-        config, registry, cache_root(), store_path.parent,
+        config, registry, cache_root(), store.path.parent,
         methods=methods, pairs=pairs, seeds=_parse_seeds(seeds),
     )
-    return config, grid, Store(store_path)
+    return config, grid, store
 
 
-@click.group()
+@click.group(cls=ReportingGroup, epilog=EXIT_STATUS_HELP)
 @click.version_option(__version__, prog_name="kdbench")
 def main() -> None:
-    """Benchmark knowledge distillation for speech denoising: methods × pairs × seeds."""
+    """Benchmark knowledge distillation for speech denoising: methods × pairs × seeds.
+
+    Commands that only read the results store (leaderboard, status, denoise, export) never
+    create, change or migrate it.
+    """
 
 
-@main.command()
+@main.command(epilog=EXIT_STATUS_HELP)
 @grid_options
 @click.option("--jobs", type=int, help="trials at once (default: the preset's run.jobs)")
 @click.option("--executor", "executor_name", help="executor plugin (default: the preset's)")
@@ -81,17 +89,20 @@ def main() -> None:
     "--assume-tflops", type=float, default=4.0, show_default=True,
     help="effective throughput for --dry-run's hours (small UNets reach a fraction of peak)",
 )
-@reports_errors
 def run(
     preset, methods, pairs, seeds, overrides, results, jobs, executor_name, retry_failed, address,
     dry_run, assume_tflops,
 ) -> None:
-    """Run the grid (skipping finished trials) and print the leaderboard."""
+    """Run the grid (skipping finished trials) and print the leaderboard.
+
+    The exit status is 1 when any trial of the grid is failed after the run, including
+    failures of earlier runs that were skipped (see --retry-failed).
+    """
     if dry_run:
         _dry_run(preset, methods, pairs, seeds, overrides, assume_tflops)
         return
     from kdbench.report.leaderboard import collect, render_terminal
-    from kdbench.run.runner import run_grid
+    from kdbench.run.runner import pending, run_grid
 
     extra = []
     if jobs is not None:
@@ -105,7 +116,9 @@ def run(
         extra.append(f"executor.ray.address={address}")
     if executor_name is not None:
         extra.append(f"run.executor={executor_name}")
-    config, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results, extra)
+    config, grid, store = _prepare(
+        preset, methods, pairs, seeds, overrides, results, extra, read_only=False
+    )
     registry = get_registry()
     executor = registry.get("executors", config.run["executor"])
     executor_params = config.plugin_params("executor", executor.name)
@@ -113,7 +126,7 @@ def run(
         f"[bold]kdbench {__version__}[/bold] preset {preset}: {len(grid.students)} student "
         f"trial(s) = {len(grid.pairs)} pair(s) × {len(grid.methods)} method(s) "
         f"({', '.join(grid.methods)}) × {len(grid.seeds)} seed(s), plus "
-        f"{len(grid.references)} reference(s); store {store.path}"
+        f"{len(grid.references)} reference(s); store {escape(str(store.path))}"
     )
     report = run_grid(
         grid, store, executor, executor_params, config.run["jobs"], retry_failed, err_console
@@ -123,6 +136,13 @@ def run(
         f"failed {len(report.failed)}, not applicable {len(report.not_applicable)}"
     )
     render_terminal(collect(grid, store, config), console)
+    unfinished = len(pending(grid.trials, store, retry_failed=True))
+    if unfinished:
+        err_console.print(
+            f"{unfinished} trial(s) of the grid failed (in this run or an earlier one): "
+            "`kdbench status` shows why, --retry-failed runs them again"
+        )
+        raise SystemExit(EXIT_TRIALS_FAILED)
 
 
 def _dry_run(preset, methods, pairs, seeds, overrides, assume_tflops: float) -> None:
@@ -190,7 +210,6 @@ def _command_line(ctx: click.Context) -> str:
     help="write DIR/<dataset>-<preset>/ (README.md, CSV, LaTeX, plots, trial export)",
 )
 @click.pass_context
-@reports_errors
 def leaderboard(
     ctx, preset, methods, pairs, seeds, overrides, results, fmt,
     only_datasets, only_pairs, only_metrics, only_methods, publish,
@@ -211,7 +230,7 @@ def leaderboard(
         from kdbench.report.publish import publish as write_pages
 
         for page in write_pages(data, Path(publish), _command_line(ctx)):
-            err_console.print(f"wrote {page}")
+            err_console.print(f"wrote {page}", markup=False)
         return
     if fmt == "terminal":
         render_terminal(data, console)
@@ -223,7 +242,6 @@ def leaderboard(
 
 @main.command()
 @grid_options
-@reports_errors
 def status(preset, methods, pairs, seeds, overrides, results) -> None:
     """Show where a grid stands: done, running, failed, pending per cell, and why trials
     failed (nothing is run)."""
@@ -235,7 +253,6 @@ def status(preset, methods, pairs, seeds, overrides, results) -> None:
 
 @main.command(name="list")
 @click.argument("kind", required=False, type=click.Choice([*KINDS, "plugins", "presets"]))
-@reports_errors
 def list_command(kind: str | None) -> None:
     """What is registered: methods, pairs, models, metrics, datasets, executors, plugins."""
     from kdbench.config import preset_names

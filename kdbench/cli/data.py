@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from kdbench.api import PreparedDataset, write_audio
-from kdbench.cli.errors import reports_errors
 from kdbench.config import load_config
 from kdbench.files.cache import cache_root
 from kdbench.plugin.registry import get_registry
@@ -65,7 +64,6 @@ def data() -> None:
 @click.argument("dataset", required=False)
 @click.option("--preset", default="quick", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
-@reports_errors
 def show(dataset: str | None, preset: str, overrides: tuple[str, ...]) -> None:
     """Counts, total hours, SNR histogram, talkers per split and the identity hash."""
     console.print(split_table(prepare(dataset, preset, overrides)))
@@ -78,7 +76,6 @@ def show(dataset: str | None, preset: str, overrides: tuple[str, ...]) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--preset", default="quick", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
-@reports_errors
 def listen(dataset, count, split, out_dir, preset, overrides) -> None:
     """Write example clean/noisy pairs as wav files to listen to."""
     prepared = prepare(dataset, preset, overrides)
@@ -89,4 +86,4 @@ def listen(dataset, count, split, out_dir, preset, overrides) -> None:
         for kind in ("clean", "noisy"):
             path = out / f"{stem}_{kind}.wav"
             write_audio(path, np.asarray(getattr(utterance, kind)), prepared.sample_rate)
-            console.print(str(path))
+            console.print(str(path), markup=False)

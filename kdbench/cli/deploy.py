@@ -1,8 +1,7 @@
 """`kdbench denoise` and `kdbench export`: use a benchmarked student outside the benchmark.
 
-These commands are registered on the main group by `kdbench.cli`. This module does not
-import `kdbench.cli` (which imports it), so it carries its own one-line error reporting
-in the same style.
+These commands are registered on the main group by `kdbench.cli`, whose error reporting
+covers them. Both only read the results store.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from kdbench.cli.errors import err_console, reports_errors
+from kdbench.cli.errors import err_console
 from kdbench.errors import KdbenchError
 
 DEFAULT_RESULTS = "kdbench-results/results.db"
@@ -57,11 +56,7 @@ def _load(
         raise KdbenchError("choose the student with exactly one of --trial ID or --best")
     if best and (pair is None or method is None):
         raise KdbenchError("--best needs --pair and --method")
-    if not Path(results).is_file():
-        raise KdbenchError(
-            f"{results}: no results store (run `kdbench run` first or pass --results)"
-        )
-    store = Store(results)
+    store = Store(results, read_only=True)
     try:
         if trial:
             ref = deploy.find_trial(store, trial)
@@ -71,7 +66,8 @@ def _load(
         store.close()
     err_console.print(
         f"student {ref.trial_id[:12]} ({ref.pair}/{ref.method}/seed {ref.seed}) "
-        f"from {ref.checkpoint}"
+        f"from {ref.checkpoint}",
+        markup=False,
     )
     return deploy.load_student(ref.checkpoint, ref)
 
@@ -83,7 +79,6 @@ def _load(
 @click.option(
     "--subtype", type=click.Choice(["pcm16", "float"]), default="pcm16", show_default=True
 )
-@reports_errors
 def denoise(source, target, trial, best, pair, method, metric, dataset, results, subtype) -> None:
     """Denoise SOURCE (a file, or a folder of .wav files) into TARGET with a student.
 
@@ -95,17 +90,18 @@ def denoise(source, target, trial, best, pair, method, metric, dataset, results,
     if source.is_dir():
         written = deploy.denoise_folder(student, source, target, subtype)
         console.print(
-            f"denoised {len(written)} file(s), {deploy.seconds_of(written):.1f} s, into {target}"
+            f"denoised {len(written)} file(s), {deploy.seconds_of(written):.1f} s, into {target}",
+            markup=False,
         )
     else:
-        console.print(f"wrote {deploy.denoise_file(student, source, target, subtype)}")
+        written = deploy.denoise_file(student, source, target, subtype)
+        console.print(f"wrote {written}", markup=False)
 
 
 @click.command()
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @_student_options
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
-@reports_errors
 def export(target, trial, best, pair, method, metric, dataset, results, fmt) -> None:
     """Export a student's mask network to TARGET (ONNX), verified against PyTorch, with a
     JSON sidecar describing the STFT around it and the streaming latency."""
@@ -121,7 +117,7 @@ def export(target, trial, best, pair, method, metric, dataset, results, fmt) -> 
         checkpoint=student.checkpoint,
     )
     parity, stream = sidecar["parity"], sidecar["streaming"]
-    console.print(f"wrote {target} and {sidecar_path(target)}")
+    console.print(f"wrote {target} and {sidecar_path(target)}", markup=False)
     console.print(
         f"ONNX Runtime vs PyTorch: mask max abs error {parity['mask_max_abs_error']:.2e}, "
         f"waveform {parity['waveform_max_abs_error']:.2e} (tolerance {parity['tolerance']:g})"

@@ -26,6 +26,10 @@ logger = logging.getLogger("kdbench.files.audio")
 
 SUBTYPES = {"pcm16": "PCM_16", "float": "FLOAT"}
 
+RATE_RANGE = (1_000, 768_000)
+"""Sample rates (Hz) a file may declare. Outside them the header is taken to be damaged:
+resampling from a rate of billions would try to allocate tens of gigabytes."""
+
 _notice_lock = threading.Lock()
 _noticed: set[tuple[object, ...]] = set()
 
@@ -112,6 +116,11 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
         data, source_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, OSError) as exc:
         raise AudioError(f"{path}: cannot read audio file: {exc}") from exc
+    if not RATE_RANGE[0] <= source_rate <= RATE_RANGE[1]:
+        raise AudioError(
+            f"{path}: declares a sample rate of {source_rate} Hz, outside "
+            f"{RATE_RANGE[0]}-{RATE_RANGE[1]} Hz (a damaged header?)"
+        )
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples")
     if not np.isfinite(data).all():

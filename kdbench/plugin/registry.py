@@ -178,6 +178,13 @@ def _load_entry_points(
     return distributions
 
 
+def _shipped_by(module_name: str) -> str:
+    """Which installed distribution ships a module, in words, for an error message."""
+    top_level = module_name.split(".")[0]
+    owners = importlib.metadata.packages_distributions().get(top_level)
+    return f"distribution {', '.join(owners)}" if owners else "in no installed distribution"
+
+
 def make_registry() -> Registry:
     """Load entry points (and `KDBENCH_PLUGINS` modules) into a fresh registry."""
     manager = pluggy.PluginManager("kdbench")
@@ -190,8 +197,9 @@ def make_registry() -> Registry:
             module = importlib.import_module(module_name)
         except Exception as exc:
             raise KdbenchError(
-                f"plugin module {module_name!r} named in {EXTRA_PLUGINS_ENV} failed to "
-                f"import: {exc!r}; remove it from {EXTRA_PLUGINS_ENV} to run without it"
+                f"plugin module {module_name!r} named in {EXTRA_PLUGINS_ENV} "
+                f"({_shipped_by(module_name)}) failed to import: {exc!r}; remove it from "
+                f"{EXTRA_PLUGINS_ENV} to run without it"
             ) from exc
         if manager.get_plugin(module_name) is None:
             manager.register(module, name=module_name)

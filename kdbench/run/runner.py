@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -109,7 +110,9 @@ class LiveView:
         """A worker's report; late reports of a trial already recorded are dropped."""
         if isinstance(event, Started):
             if trial.id not in self.bars:
-                self.bars[trial.id] = self.progress.add_task(f"  {trial.label()}", total=None)
+                self.bars[trial.id] = self.progress.add_task(
+                    f"  {escape(trial.label())}", total=None
+                )
             self.store.mark_running(trial.id, event.pid, event.host, event.time)
         elif isinstance(event, Step) and trial.id in self.bars:
             self.progress.update(self.bars[trial.id], total=event.total, completed=event.step)
@@ -118,18 +121,14 @@ class LiveView:
         task = self.bars.pop(outcome.trial.id, None)
         if task is not None:
             self.progress.remove_task(task)
-        trial = outcome.trial
+        label, error = escape(outcome.trial.label()), escape(str(outcome.error))
         if outcome.status == "failed":
-            self.progress.console.print(f"[red]failed[/red] {trial.label()}: {outcome.error}")
+            self.progress.console.print(f"[red]failed[/red] {label}: {error}")
         elif outcome.status == "not_applicable":
-            self.progress.console.print(
-                f"[yellow]not applicable[/yellow] {trial.label()}: {outcome.error}"
-            )
+            self.progress.console.print(f"[yellow]not applicable[/yellow] {label}: {error}")
         else:
             seconds = outcome.finished - outcome.started
-            self.progress.console.print(
-                f"[green]done[/green] {trial.label()} [dim]({seconds:.0f} s)[/dim]"
-            )
+            self.progress.console.print(f"[green]done[/green] {label} [dim]({seconds:.0f} s)[/dim]")
         self.progress.advance(self.overall)
 
 
@@ -185,7 +184,9 @@ def run_grid(
     todo = sum(len(trials) for _, trials in stages)
     report.skipped = len(grid.trials) - todo
     if report.skipped:
-        console.print(f"[dim]{report.skipped} trial(s) already in {store.path}: skipped[/dim]")
+        console.print(
+            f"[dim]{report.skipped} trial(s) already in {escape(str(store.path))}: skipped[/dim]"
+        )
         _say_which_platforms_are_reused(grid, store, console)
     with LiveView(console, store, todo) as view:
         for stage, trials in stages:

@@ -13,6 +13,7 @@ import dataclasses
 from collections import Counter
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kdbench.run import platform
@@ -101,8 +102,8 @@ def render_status(status: GridStatus, console: Console) -> None:
     if status.failures:
         console.print("[bold red]failed[/bold red] (rerun with --retry-failed):")
         for trial, reason in status.failures:
-            console.print(f"  {trial.label()} [dim]{trial.id[:12]}[/dim]: {reason}")
+            console.print(f"  {escape(trial.label())} [dim]{trial.id[:12]}[/dim]: {escape(reason)}")
     if status.interrupted:
         console.print("[bold yellow]interrupted[/bold yellow] (a rerun picks them up):")
         for trial in status.interrupted:
-            console.print(f"  {trial.label()} [dim]{trial.id[:12]}[/dim]")
+            console.print(f"  {escape(trial.label())} [dim]{trial.id[:12]}[/dim]")

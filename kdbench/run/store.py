@@ -9,12 +9,18 @@ The schema is versioned and each upgrade is a numbered migration applied in orde
 open. Version 2 adds `running`: trials in flight, written when a worker starts one and
 removed in the same transaction that records its outcome, so `kdbench status` can tell a
 trial being worked on from one whose run was killed.
+
+Commands that only read (leaderboard, status, denoise, export) open the file read-only
+(`Store(path, read_only=True)`): a missing file is an error, never a new empty store, and a
+store of an older schema is migrated in an in-memory copy, so the file stays as it was.
+Only `kdbench run` creates or migrates a store.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -28,6 +34,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from kdbench.errors import KdbenchError
 from kdbench.run.trial import Outcome
 
 SCHEMA_VERSION = 3
@@ -159,15 +166,136 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _not_a_store(path: Path, why: object) -> KdbenchError:
+    return KdbenchError(f"{path}: not a kdbench results store ({why})")
+
+
+def _refuse_newer(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION:
+        raise KdbenchError(
+            f"{path}: schema version {version} is newer than this kdbench "
+            f"understands ({SCHEMA_VERSION}); upgrade kdbench"
+        )
+
+
+def _apply_migrations(db: sqlite3.Connection, path: Path, upto: int = SCHEMA_VERSION) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    _refuse_newer(version, path)
+    for target in range(version + 1, upto + 1):
+        for statement in filter(str.strip, MIGRATIONS[target].split(";")):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {target}")
+
+
+def _columns(connection: sqlite3.Connection) -> dict[str, set[str]]:
+    tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    query = "SELECT name FROM pragma_table_info(?)"
+    return {
+        table: {row[0] for row in connection.execute(query, (table,))}
+        for (table,) in tables.fetchall()
+    }
+
+
+def _columns_of_version(version: int) -> dict[str, set[str]]:
+    fresh = sqlite3.connect(":memory:")
+    _apply_migrations(fresh, Path(":memory:"), upto=version)
+    columns = _columns(fresh)
+    fresh.close()
+    return columns
+
+
+def _checked_version(connection: sqlite3.Connection, path: Path) -> int:
+    """The store's schema version, after checking that the file is a whole SQLite database
+    holding the tables and columns of that version (a non-database, a truncated copy, a
+    damaged page or schema is an error naming the path)."""
+    try:
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = _columns(connection)
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+        if isinstance(exc, sqlite3.OperationalError) and _is_lock_error(exc):
+            raise
+        raise _not_a_store(path, exc) from None
+    if problems != ["ok"]:
+        raise _not_a_store(path, f"damaged: {'; '.join(problems[:3])}")
+    if version < 0:
+        raise _not_a_store(path, f"damaged: schema version {version}")
+    if (version or tables) and "trials" not in tables:
+        raise _not_a_store(path, "a database without kdbench's tables")
+    if 0 < version <= SCHEMA_VERSION:
+        for table, columns in _columns_of_version(version).items():
+            if not columns <= tables.get(table, set()):
+                raise _not_a_store(
+                    path, f"damaged: table {table} lacks columns of schema version {version}"
+                )
+    return version
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write `path`; for an older schema, a migrated in-memory
+    copy of it."""
+    if not path.is_file():
+        raise KdbenchError(
+            f"{path}: no results store there (`kdbench run` makes one; --results names another)"
+        )
+    connection = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS,
+        isolation_level=None,
+    )
+    try:
+        version = _retrying(lambda: _checked_version(connection, path))
+        if version == 0:
+            raise _not_a_store(path, "an empty database")
+        _refuse_newer(version, path)
+    except KdbenchError:
+        connection.close()
+        raise
+    if version == SCHEMA_VERSION:
+        return connection
+    copy = sqlite3.connect(":memory:", isolation_level=None)
+    connection.backup(copy)
+    connection.close()
+    _apply_migrations(copy, path)
+    return copy
+
+
+_DAMAGE = (sqlite3.DatabaseError, pd.errors.DatabaseError, UnicodeDecodeError, ValueError)
+
+
+def _read(method: Callable[..., T]) -> Callable[..., T]:
+    """A read that meets damage the check on open cannot see (a row that is not what
+    kdbench wrote: bytes that are not text, JSON that does not parse) names the store,
+    instead of failing deep in SQLite, pandas or json."""
+
+    @functools.wraps(method)
+    def reading(self: Store, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except _DAMAGE as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _is_lock_error(exc):
+                raise
+            raise _not_a_store(self.path, f"damaged: {exc}") from exc
+
+    return reading
+
+
 class Store:
     """Results of every trial ever run with this file, keyed by trial id."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, read_only: bool = False) -> None:
         self.path = Path(path)
+        if read_only:
+            self.connection = _open_read_only(self.path)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.connection = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None
         )
+        try:
+            _retrying(lambda: _checked_version(self.connection, self.path))
+        except KdbenchError:
+            self.connection.close()
+            raise
         _retrying(lambda: self.connection.execute("PRAGMA journal_mode=WAL").fetchone())
         self.connection.execute("PRAGMA foreign_keys=ON")
         _retrying(self._migrate)
@@ -183,7 +311,8 @@ class Store:
         try:
             yield self.connection
         except BaseException:
-            self.connection.execute("ROLLBACK")
+            if self.connection.in_transaction:  # SQLite ends it itself on a full disk
+                self.connection.execute("ROLLBACK")
             raise
         try:
             self.connection.execute("COMMIT")
@@ -193,30 +322,31 @@ class Store:
             raise
 
     def write(self, statements: Callable[[sqlite3.Connection], None]) -> None:
-        """Run `statements` in one transaction, retried as a whole on a lock error."""
+        """Run `statements` in one transaction, retried as a whole on a lock error; one
+        that cannot complete (a full disk) is rolled back whole and reported."""
 
         def attempt() -> None:
             with self.transaction() as db:
                 statements(db)
 
-        _retrying(attempt)
+        try:
+            _retrying(attempt)
+        except sqlite3.OperationalError as exc:
+            if _is_lock_error(exc):
+                raise
+            raise KdbenchError(
+                f"{self.path}: a write failed and was rolled back, the store is as it was "
+                f"before it: {exc}"
+            ) from exc
 
     def _migrate(self) -> None:
         with self.transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path}: schema version {version} is newer than this kdbench "
-                    f"understands ({SCHEMA_VERSION}); upgrade kdbench"
-                )
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in filter(str.strip, MIGRATIONS[target].split(";")):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {target}")
+            _apply_migrations(db, self.path)
 
     def schema_version(self) -> int:
         return self.connection.execute("PRAGMA user_version").fetchone()[0]
 
+    @_read
     def statuses(self, ids: Iterable[str]) -> dict[str, str]:
         ids = list(ids)
         found: dict[str, str] = {}
@@ -307,6 +437,7 @@ class Store:
         ids = [(trial_id,) for trial_id in trial_ids]
         self.write(lambda db: db.executemany("DELETE FROM running WHERE trial_id = ?", ids))
 
+    @_read
     def running(self) -> pd.DataFrame:
         """Trials in flight, with `alive`: False when the note is stale (its process is gone
         from this host), None when it was written on another host and cannot be checked."""
@@ -318,6 +449,7 @@ class Store:
         ]
         return frame
 
+    @_read
     def trials(self, dataset_identities: Iterable[str] | None = None) -> pd.DataFrame:
         """Trial rows (JSON columns decoded), optionally for some dataset identities only."""
         frame = pd.read_sql_query("SELECT * FROM trials", self.connection)
@@ -327,6 +459,7 @@ class Store:
             frame[column] = frame[column].map(json.loads)
         return frame.reset_index(drop=True)
 
+    @_read
     def scores(self, trial_ids: Iterable[str]) -> pd.DataFrame:
         ids = list(trial_ids)
         frames = []
@@ -346,6 +479,7 @@ class Store:
         frame["value"] = frame["value"].astype(float)
         return frame
 
+    @_read
     def summary_counts(self) -> dict[str, Any]:
         rows = self.connection.execute("SELECT status, COUNT(*) FROM trials GROUP BY status")
         return dict(rows.fetchall())

@@ -2,7 +2,9 @@
 
 A file lock around training makes concurrent workers that need the same teacher wait for
 the first one instead of training it twice; the cache file is written atomically, so a
-killed run leaves either a whole teacher or none.
+killed run leaves either a whole teacher or none. A cached teacher that fails its check
+(torn, truncated, a CRC mismatch) is set aside and trained again, once, under the same
+lock (`kdbench.files.cache.load_or_build`).
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import filelock
 import torch
 
 from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
 from kdbench.deploy.checkpoints import build_from_checkpoint, save_checkpoint
+from kdbench.files.cache import load_or_build
 from kdbench.run.identity import stable_id
 from kdbench.train.trainer import train
 
@@ -45,34 +47,38 @@ def get_teacher(
     """The frozen teacher and its checkpoint metadata, training it if not cached."""
     key = teacher_key(spec, dataset, settings)
     path = cache_dir / "teachers" / f"{key}.pt"
+    lock = path.with_name(path.name + ".lock")
+
+    def build() -> None:
+        # Seeded before it is built: the initial weights must not depend on what else
+        # this worker process ran before (a reused worker's RNG state varies).
+        torch.manual_seed(int(settings["seed"]))
+        model = registry.get("models", spec.family).build(spec.params)
+        result = train(
+            model,
+            dataset.splits["train"],
+            dataset.splits["valid"],
+            settings,
+            seed=int(settings["seed"]),
+            sample_rate=dataset.sample_rate,
+            on_step=on_step,
+        )
+        save_checkpoint(
+            path,
+            spec,
+            model,
+            {
+                "teacher_key": key,
+                "dataset": dataset.identity,
+                "settings": dict(settings),
+                "kept_step": result.kept_step,
+                "best_valid_loss": result.best_valid_loss,
+                "train_seconds": result.seconds,
+            },
+        )
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(path) + ".lock"):
-        if not path.exists():
-            # Seeded before it is built: the initial weights must not depend on what else
-            # this worker process ran before (a reused worker's RNG state varies).
-            torch.manual_seed(int(settings["seed"]))
-            model = registry.get("models", spec.family).build(spec.params)
-            result = train(
-                model,
-                dataset.splits["train"],
-                dataset.splits["valid"],
-                settings,
-                seed=int(settings["seed"]),
-                sample_rate=dataset.sample_rate,
-                on_step=on_step,
-            )
-            save_checkpoint(
-                path,
-                spec,
-                model,
-                {
-                    "teacher_key": key,
-                    "dataset": dataset.identity,
-                    "settings": dict(settings),
-                    "kept_step": result.kept_step,
-                    "best_valid_loss": result.best_valid_loss,
-                    "train_seconds": result.seconds,
-                },
-            )
-    model, payload = build_from_checkpoint(path, registry)
+    model, payload = load_or_build(
+        path, lambda checkpoint: build_from_checkpoint(checkpoint, registry), build, lock
+    )
     return freeze(model), {**payload["meta"], "path": str(path)}

@@ -9,7 +9,12 @@ crop and step in every trial, is what makes a KD step cost little more than a pl
 Layout: ``<folder>/<crop>-<grid>/<output name>/<utterance index>.pt`` holds one output
 (a latent, or ``magnitude``) for every crop start of one utterance. Files are written
 atomically and mapped read-only (`torch.load(mmap=True)`), so however many worker
-processes read a table, the operating system's page cache holds it once. A table fills
+processes read a table, the operating system's page cache holds it once. A file is checked
+when it is mapped — it loads, and holds one row of the expected shape and dtype per crop
+start — and one that fails (torn, truncated, foreign) is set aside and computed again. The
+check is of structure, not a checksum: a checksum would read the whole table in every
+worker, and a full disk or a half-copied cache, the usual causes, leave files that fail
+to load. A table fills
 lazily: the first trial to draw a crop of an utterance computes that utterance's rows for
 the outputs its KD loss reads, and nobody computes them again.
 
@@ -23,18 +28,22 @@ not fit is computed at every step, crop by crop, as if there were no table.
 
 from __future__ import annotations
 
+import functools
 import os
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from kdbench.api import DenoiserOutput, MaskDenoiser
-from kdbench.files.cache import save_atomically
+from kdbench.errors import CorruptFile
+from kdbench.files.cache import load_or_build, save_atomically, write_atomically
 from kdbench.train.crops import CropSampler
 
 BUDGET_ENV = "KDBENCH_TEACHER_CACHE_MB"
 TABLE_BYTES_FILE = "table_bytes"
+REPAIR_LOCK_FILE = "repair.lock"
 
 
 def _budget_bytes() -> int:
@@ -56,6 +65,7 @@ class TeacherOutputs:
         self.tabled: dict[Path, bool] = {}
         self.stored_as: dict[str, str] = {}
         self.crop_bytes: dict[str, int] = {}
+        self.row_like: dict[str, tuple[torch.Size, torch.dtype]] = {}
         self.computed = 0  # teacher forward passes run by this process
         self.from_table = 0  # crop rows served from the table
 
@@ -74,6 +84,7 @@ class TeacherOutputs:
         for name in sorted(output):
             self.stored_as[name] = first_of.setdefault(id(output[name]), name)
             self.crop_bytes[name] = output[name].numel() * output[name].element_size()
+            self.row_like[name] = (output[name].shape[1:], output[name].dtype)
 
     def _table_folder(self, sampler: CropSampler, name: str) -> Path | None:
         """Where the output's table lives, or None if it is not tabled (no folder, or it
@@ -92,7 +103,7 @@ class TeacherOutputs:
             fits = marker.exists() or others + needed <= self.budget
             if fits and not marker.exists():
                 folder.mkdir(parents=True, exist_ok=True)
-                marker.write_text(str(needed))
+                write_atomically(marker, lambda stream: stream.write(str(needed).encode()))
             self.tabled[folder] = fits
         return folder if self.tabled[folder] else None
 
@@ -102,6 +113,22 @@ class TeacherOutputs:
         for name, folder in folders.items():
             save_atomically(torch.stack([row[name] for row in rows]), folder / f"{index}.pt")
 
+    def _load_table(self, path: Path, name: str, rows: int) -> torch.Tensor:
+        """The mapped table file, or `CorruptFile` if it is not one row of output `name`'s
+        shape and dtype per crop start."""
+        try:
+            table = torch.load(path, mmap=True, weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+            raise CorruptFile(f"{path}: unreadable teacher-output table: {exc}") from exc
+        shape, dtype = self.row_like[name]
+        expected = ((rows, *shape), dtype)
+        found = (tuple(table.shape), table.dtype) if isinstance(table, torch.Tensor) else table
+        if found != expected:
+            raise CorruptFile(
+                f"{path}: teacher-output table holds {found!r:.200}, expected {expected}"
+            )
+        return table
+
     def _rows(self, sampler: CropSampler, index: int, folders: dict[str, Path]) -> dict[str, torch.Tensor]:
         missing = {
             name: folder for name, folder in folders.items()
@@ -109,10 +136,14 @@ class TeacherOutputs:
         }
         if missing:
             self._fill(sampler, index, missing)
-        for folder in folders.values():
+        rows = len(sampler.starts(index))
+        for name, folder in folders.items():
             if (folder, index) not in self.tables:
-                self.tables[folder, index] = torch.load(
-                    folder / f"{index}.pt", mmap=True, weights_only=True
+                self.tables[folder, index] = load_or_build(
+                    folder / f"{index}.pt",
+                    functools.partial(self._load_table, name=name, rows=rows),
+                    functools.partial(self._fill, sampler, index, {name: folder}),
+                    folder / REPAIR_LOCK_FILE,
                 )
         return {name: self.tables[folder, index] for name, folder in folders.items()}
 

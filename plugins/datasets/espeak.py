@@ -11,7 +11,8 @@ Reproducibility: each shard is synthesised in a fresh interpreter process with a
 sequence and eSpeak's noise generator seeded per utterance; two generations with the same
 eSpeak NG build are then sample-identical (checked by the tests). Other builds or
 platforms may speak differently, so the identity covers the library version and the
-content hash recorded in the manifest, which every load verifies.
+content hash recorded in the manifest, which every load verifies; a cached corpus that
+fails the check is set aside and synthesised again.
 """
 
 from __future__ import annotations
@@ -33,7 +34,16 @@ from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kdbench.api import ConfigError, Dataset, Param, PreparedDataset, hookimpl, resolve_params
+from kdbench.api import (
+    ConfigError,
+    Dataset,
+    Param,
+    PreparedDataset,
+    Utterance,
+    hookimpl,
+    load_or_build,
+    resolve_params,
+)
 
 ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
            "en-029", "en-us-nyc")
@@ -149,17 +159,25 @@ class EspeakDataset(Dataset):
         settings = espeak_settings(resolved, installed)
         key = settings_key(settings, versions)
         folder = Path(cache_dir) / f"espeak-{key}"
-        if not folder.is_dir():
+
+        def generate() -> None:
             corpus = _generate_with_progress(settings)
             header = {"settings": settings.to_json(), "versions": versions,
                       "reproducibility": REPRODUCIBILITY}
             espeak_cache.write_corpus(folder, corpus, header)
-        manifest = espeak_cache.read_manifest(folder, settings.to_json())
+
+        def load(corpus: Path) -> tuple[dict[str, Any], dict[str, list[Utterance]]]:
+            manifest = espeak_cache.read_manifest(corpus, settings.to_json())
+            return manifest, espeak_cache.load_corpus(corpus, manifest)
+
+        manifest, splits = load_or_build(
+            folder, load, generate, folder.with_name(folder.name + ".lock")
+        )
         return PreparedDataset(
             name=self.name,
             identity=identity(key, manifest),
             sample_rate=SAMPLE_RATE,
-            splits=espeak_cache.load_corpus(folder, manifest),
+            splits=splits,
             description=self.description,
         )
 

@@ -4,7 +4,8 @@ every load checks.
 Hashes are over the decoded samples (float32, little-endian), not the file bytes: the
 float wav header carries a write timestamp, so byte hashes would differ between two
 generations of identical audio. The folder is written under a temporary name and renamed
-into place, as the procedural corpus is, so a half-written corpus never looks complete.
+into place, as the procedural corpus is, so a half-written corpus never looks complete; a
+check that fails raises `CorruptFile`, and the dataset sets the corpus aside and rebuilds it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import numpy as np
 from kdbench_plugins.datasets.espeak_corpus import SPLITS, GeneratedUtterance
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
 
-from kdbench.api import AudioError, Utterance, read_audio, staged_directory, write_audio
+from kdbench.api import (
+    AudioError,
+    CorruptFile,
+    Utterance,
+    read_audio,
+    staged_directory,
+    write_audio,
+)
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -72,9 +80,8 @@ def read_manifest(folder: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
         if manifest["settings"] != settings:
             raise ValueError("it was written for other settings")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise AudioError(
-            f"{path}: unreadable or inconsistent eSpeak corpus manifest ({exc}); delete "
-            f"{folder} to regenerate it"
+        raise CorruptFile(
+            f"{path}: unreadable or inconsistent eSpeak corpus manifest ({exc})"
         ) from exc
     return manifest
 
@@ -92,12 +99,14 @@ def load_corpus(folder: Path, manifest: Mapping[str, Any]) -> dict[str, list[Utt
 
 def _verified(folder: Path, file: Mapping[str, str]) -> np.ndarray:
     path = folder / file["file"]
-    audio = read_audio(path, SAMPLE_RATE)
+    try:
+        audio = read_audio(path, SAMPLE_RATE)
+    except AudioError as exc:
+        raise CorruptFile(str(exc)) from exc
     found = samples_sha256(audio)
     if found != file["sha256"]:
-        raise AudioError(
+        raise CorruptFile(
             f"{path}: samples do not match the corpus manifest (sha256 {found[:16]}..., "
-            f"expected {file['sha256'][:16]}...): the cache was modified or corrupted; delete "
-            f"{folder} to regenerate it"
+            f"expected {file['sha256'][:16]}...): the cache was modified or corrupted"
         )
     return audio

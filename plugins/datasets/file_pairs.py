@@ -52,14 +52,14 @@ class FilePair:
 def require_dir(path: Path, layout: str) -> Path:
     """`path` if it is a directory; otherwise an error that tells the user what to create."""
     if not path.is_dir():
-        raise ConfigError(f"{path}: folder not found; expected layout:\n{layout}")
+        raise ConfigError(f"{path}: folder not found; expected layout: {layout}")
     return path
 
 
 def require_root(value: str, key: str, layout: str) -> Path:
     """The folder a user set as parameter `key`, resolved, so messages show the real place."""
     if not value:
-        raise ConfigError(f"{key}: not set; point it at a folder laid out as:\n{layout}")
+        raise ConfigError(f"{key}: not set; point it at a folder laid out as: {layout}")
     return require_dir(Path(value).expanduser().resolve(), layout)
 
 

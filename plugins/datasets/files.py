@@ -39,24 +39,23 @@ from kdbench.api import (
     resolve_params,
 )
 
-FOLDERS_LAYOUT = """\
-  ROOT/train/{clean}/*.wav  ROOT/train/{noisy}/*.wav   (same file names in both)
-  ROOT/test/...  and optionally ROOT/valid/... (else valid is held out of train)
-or, split by a seeded shuffle of file names:
-  ROOT/{clean}/*.wav  ROOT/{noisy}/*.wav"""
+FOLDERS_LAYOUT = (
+    "ROOT/train/{clean}/*.wav + ROOT/train/{noisy}/*.wav (same file names in both), "
+    "ROOT/test/... and optionally ROOT/valid/... (else valid is held out of train); or, "
+    "split by a seeded shuffle of file names, ROOT/{clean}/*.wav + ROOT/{noisy}/*.wav"
+)
 
 VOICEBANK_DIRS = {
     "train": ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav"),
     "test": ("clean_testset_wav", "noisy_testset_wav"),
 }
-VOICEBANK_LAYOUT = "\n".join(
-    f"  ROOT/{folder}/*.wav (48 kHz, named like p226_001.wav)"
-    for pair in VOICEBANK_DIRS.values()
-    for folder in pair
+VOICEBANK_LAYOUT = (
+    " + ".join(f"ROOT/{folder}/*.wav" for pair in VOICEBANK_DIRS.values() for folder in pair)
+    + " (48 kHz, named like p226_001.wav)"
 )
 logger = logging.getLogger(__name__)
 
-MIX_LAYOUT = "  SPEECH_DIR/*.wav (clean speech)  NOISE_DIR/*.wav (noise recordings)"
+MIX_LAYOUT = "SPEECH_DIR/*.wav (clean speech) + NOISE_DIR/*.wav (noise recordings)"
 
 
 def _pair_files(root: Path, pairs_by_split: Mapping[str, list[FilePair]]) -> list[tuple[str, Path]]:
@@ -260,7 +259,7 @@ class MixDataset(_FileDataset):
         speech_files, noise_files = list_audio(speech_root), list_audio(noise_root)
         for folder, files in ((speech_root, speech_files), (noise_root, noise_files)):
             if not files:
-                raise ConfigError(f"{folder}: no audio files; expected layout:\n{MIX_LAYOUT}")
+                raise ConfigError(f"{folder}: no audio files; expected layout: {MIX_LAYOUT}")
         identity = dataset_identity(
             self.recipe,
             _without(p, "speech_dir", "noise_dir"),

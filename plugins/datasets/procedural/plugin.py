@@ -2,7 +2,10 @@
 
 The cache directory is named by the identity (a hash of the settings and the generator
 version), written under a temporary name and renamed into place, so a reader never sees a
-half-written corpus and an interrupted run leaves nothing that looks complete.
+half-written corpus and an interrupted run leaves nothing that looks complete. A cached
+corpus that fails its check when loaded (a split that does not load or whose CRC-32s,
+stored by the npz format, do not match; settings other than its name says) is set aside
+and generated again: the generator is deterministic in its settings.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,11 +28,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kdbench.api import (
     ConfigError,
+    CorruptFile,
     Dataset,
     Param,
     PreparedDataset,
     Utterance,
     hookimpl,
+    load_or_build,
     resolve_params,
     staged_directory,
 )
@@ -105,13 +111,17 @@ class ProceduralDataset(Dataset):
         settings = corpus_settings(resolve_params(f"dataset.{self.name}", self.params, params))
         ident = identity(settings)
         folder = Path(cache_dir) / f"procedural-{ident}"
-        if not folder.is_dir():
-            _generate_into(settings, folder)
+        splits = load_or_build(
+            folder,
+            lambda corpus: _load_corpus(corpus, settings),
+            lambda: _generate_into(settings, folder),
+            folder.with_name(folder.name + ".lock"),
+        )
         return PreparedDataset(
             name=self.name,
             identity=ident,
             sample_rate=SAMPLE_RATE,
-            splits={split: _load_split(folder / f"{split}.npz") for split in SPLITS},
+            splits=splits,
             description=self.description,
         )
 
@@ -140,10 +150,32 @@ def _save_split(path: Path, audio: SplitAudio) -> None:
     np.savez(path, clean=audio.clean, noisy=audio.noisy, meta=np.array(json.dumps(audio.meta)))
 
 
-def _load_split(path: Path) -> list[Utterance]:
-    with np.load(path, allow_pickle=False) as data:
-        clean, noisy = data["clean"], data["noisy"]
-        meta = json.loads(str(data["meta"]))
+def _load_corpus(folder: Path, settings: CorpusSettings) -> dict[str, list[Utterance]]:
+    """Every split, or `CorruptFile` naming what fails its check."""
+    path = folder / "settings.json"
+    try:
+        written_for = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CorruptFile(f"{path}: unreadable corpus settings: {exc}") from exc
+    if written_for != settings.to_json():
+        raise CorruptFile(f"{path}: the corpus was written for other settings")
+    return {
+        split: _load_split(folder / f"{split}.npz", settings.counts[split]) for split in SPLITS
+    }
+
+
+def _load_split(path: Path, count: int) -> list[Utterance]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            clean, noisy = data["clean"], data["noisy"]
+            meta = json.loads(str(data["meta"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise CorruptFile(f"{path}: unreadable corpus split: {exc}") from exc
+    if not len(clean) == len(noisy) == len(meta) == count:
+        raise CorruptFile(
+            f"{path}: holds {len(clean)} clean, {len(noisy)} noisy and {len(meta)} "
+            f"described utterances, expected {count}"
+        )
     split = path.stem
     return [
         Utterance(id=f"{split}-{index:05d}", clean=clean[index], noisy=noisy[index], meta=info)
