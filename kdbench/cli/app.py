@@ -190,13 +190,21 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--only-method", "only_methods", multiple=True, help="show only these method(s)")
 @click.option(
     "--publish", type=click.Path(file_okay=False), metavar="DIR",
-    help="write DIR/<dataset>-<preset>/ (README.md, CSV, LaTeX, plots, trial export)",
+    help="write DIR/<dataset>-<preset>/ (README.md, CSV, LaTeX, plots, trial export, site/)",
+)
+@click.option(
+    "--audio-pair", metavar="PAIR",
+    help="with --publish: the pair whose students the site plays (default: the first shown)",
+)
+@click.option(
+    "--claims", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+    help="with --publish: a Markdown file of claims shown in the site",
 )
 @click.pass_context
 @reports_errors
 def leaderboard(
     ctx, preset, methods, pairs, seeds, overrides, results, fmt,
-    only_datasets, only_pairs, only_metrics, only_methods, publish,
+    only_datasets, only_pairs, only_metrics, only_methods, publish, audio_pair, claims,
 ) -> None:
     """Print the leaderboard of a grid from the results store (nothing is trained).
 
@@ -213,9 +221,13 @@ def leaderboard(
     if publish:
         from kdbench.report.publish import publish as write_pages
 
-        for page in write_pages(data, Path(publish), _command_line(ctx)):
-            err_console.print(f"wrote {page}")
+        pages = write_pages(data, Path(publish), _command_line(ctx), store, claims=claims,
+                            audio_pair=audio_pair)
+        for page in pages:
+            err_console.print(f"wrote {page} and {page.parent / 'site' / 'index.html'}")
         return
+    if audio_pair or claims:
+        raise KdbenchError("--audio-pair and --claims go with --publish")
     if fmt == "terminal":
         render_terminal(data, console)
         return

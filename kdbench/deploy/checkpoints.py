@@ -19,6 +19,11 @@ from kdbench.errors import KdbenchError
 from kdbench.files.cache import save_atomically
 
 
+def student_checkpoint(results_dir: Path | str, trial_id: str) -> Path:
+    """Where a student trial keeps its weights: `students/` beside the results database."""
+    return Path(results_dir) / "students" / f"{trial_id}.pt"
+
+
 def save_checkpoint(
     path: Path, spec: ModelSpec, model: torch.nn.Module, meta: dict[str, Any]
 ) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
-from kdbench.deploy.checkpoints import save_checkpoint
+from kdbench.deploy.checkpoints import save_checkpoint, student_checkpoint
 from kdbench.deploy.cost import model_cost
 from kdbench.errors import NotApplicable, TrialDiverged
 from kdbench.plugin.registry import get_registry
@@ -189,7 +189,7 @@ def _run_student(
         }
     outcome.details["extra_params"] = kd_loss.extra_parameters()
     save_checkpoint(
-        Path(trial.results_dir) / "students" / f"{trial.id}.pt",
+        student_checkpoint(trial.results_dir, trial.id),
         student_spec,
         student,
         {

@@ -27,6 +27,11 @@ def teacher_key(spec: ModelSpec, dataset: PreparedDataset, settings: Mapping[str
     )
 
 
+def teacher_checkpoint(cache_dir: Path, key: str) -> Path:
+    """Where the teacher with `key` (`teacher_key`) is cached."""
+    return Path(cache_dir) / "teachers" / f"{key}.pt"
+
+
 def freeze(model: MaskDenoiser) -> MaskDenoiser:
     model.eval()
     for parameter in model.parameters():
@@ -44,7 +49,7 @@ def get_teacher(
 ) -> tuple[MaskDenoiser, dict[str, Any]]:
     """The frozen teacher and its checkpoint metadata, training it if not cached."""
     key = teacher_key(spec, dataset, settings)
-    path = cache_dir / "teachers" / f"{key}.pt"
+    path = teacher_checkpoint(cache_dir, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(path) + ".lock"):
         if not path.exists():
