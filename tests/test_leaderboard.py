@@ -368,3 +368,36 @@ def test_site_works_in_a_real_browser(published: Path):
         assert browser.problems() == []
         requests = browser.requests()
         assert requests and all(url.startswith(("file://", "data:")) for url in requests), requests
+
+
+def test_a_page_rerendered_from_its_export_shows_the_same_numbers(
+    grid_run: GridRun, published: Path, tmp_path: Path
+):
+    """Without per-utterance scores: per-pair tests carried over, the rest recomputed from
+    the per-seed means, and the tables come out the same."""
+    leaderboard(grid_run.store, "--from-export", str(published), "--publish", str(tmp_path))
+    again = tmp_path / "procedural-ci"
+    before = (published / "README.md").read_text().split("## Provenance")[0]
+    assert (again / "README.md").read_text().split("## Provenance")[0] == before
+    assert (again / "results.csv").read_bytes() == (published / "results.csv").read_bytes()
+    assert "**source**: re-rendered from the export" in (again / "README.md").read_text()
+    key = ["metric", "method", "reference"]
+    ours = pd.read_csv(again / "across_pairs.csv").sort_values(key).reset_index(drop=True)
+    theirs = pd.read_csv(published / "across_pairs.csv").sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(ours, theirs, rtol=1e-12)
+    assert site_page(again).count('title="recomputed = stored"') == site_page(published).count(
+        'title="recomputed = stored"')
+
+
+def test_an_export_of_another_grid_is_refused(grid_run: GridRun, published: Path, tmp_path: Path):
+    export = tmp_path / "export"
+    export.mkdir()
+    for name in ("results.csv", "across_pairs.csv"):
+        (export / name).write_bytes((published / name).read_bytes())
+    trials = pd.read_csv(published / "trials.csv")
+    trials.loc[trials["role"] == "student", "id"] = "0123456789abcdef"
+    trials.to_csv(export / "trials.csv", index=False)
+    result = CliRunner().invoke(main, ["leaderboard", *GRID, "--results", str(grid_run.store),
+                                       "--from-export", str(export)])
+    assert result.exit_code != 0 and "not in this grid" in result.output
+    assert "trials.csv" in result.output

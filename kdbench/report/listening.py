@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
 from scipy import signal  # noqa: E402
 
 from kdbench.api import MaskDenoiser, ModelSpec, Utterance  # noqa: E402
@@ -91,6 +92,19 @@ class _Source:
     detail: str
     trial_id: str | None
     model: MaskDenoiser | None
+    threads: int = 1
+
+    def denoise(self, noisy: np.ndarray) -> np.ndarray:
+        """The estimate as the trial made it: with the trial's torch thread count, because
+        a different count may pick other kernels and change the last bits."""
+        if self.model is None:
+            return noisy
+        before = torch.get_num_threads()
+        torch.set_num_threads(max(1, self.threads))
+        try:
+            return denoise_array(self.model, noisy)
+        finally:
+            torch.set_num_threads(before)
 
 
 def input_snr_db(utterance: Utterance) -> float:
@@ -169,7 +183,8 @@ def _sources(data: LeaderboardData, dataset: str, pair: str, metric: str,
         key = teacher_key(spec, prepared, teacher.teacher_settings)
         model = _load(teacher_checkpoint(Path(teacher.cache_dir), key), "teacher", unavailable)
         if model is not None:
-            sources.append(_Source("teacher", "frozen, as distilled", teacher.id, model))
+            sources.append(_Source("teacher", "frozen, as distilled", teacher.id, model,
+                                   teacher.threads))
     for method in data.methods:
         found = median_seed_trial(data, dataset, pair, method, metric)
         if found is None:
@@ -180,7 +195,7 @@ def _sources(data: LeaderboardData, dataset: str, pair: str, metric: str,
         model = _load(path, f"{method} (seed {trial.seed})", unavailable)
         if model is not None:
             detail = f"seed {trial.seed}: median {metric} over seeds ({value:.3f})"
-            sources.append(_Source(method, detail, trial.id, model))
+            sources.append(_Source(method, detail, trial.id, model, trial.threads))
     return sources
 
 
@@ -225,6 +240,7 @@ def write_audio_examples(data: LeaderboardData, dataset: str, store: Store, pair
     prepared = data.grid.datasets[dataset]
     sources = _sources(data, dataset, pair, metric, unavailable)
     stored = _stored_scores(store, [s.trial_id for s in sources if s.trial_id], data.metrics)
+    sources = [s for s in sources if _same_trial(data, stored, s, unavailable)]
     registry = get_registry()
     metrics = [registry.get("metrics", name) for name in data.metrics]
     examples = []
@@ -233,8 +249,7 @@ def write_audio_examples(data: LeaderboardData, dataset: str, store: Store, pair
         noisy = np.asarray(utterance.noisy, dtype=np.float32)
         signals = [("clean reference", "what the students are scored against", None, clean)]
         for source in sources:
-            estimate = noisy if source.model is None else denoise_array(source.model, noisy)
-            signals.append((source.label, source.detail, source.trial_id, estimate))
+            signals.append((source.label, source.detail, source.trial_id, source.denoise(noisy)))
         noisy_image = _log_spectrogram(noisy, prepared.sample_rate)
         vmax = float(noisy_image.max())
         clips = []
@@ -250,6 +265,28 @@ def write_audio_examples(data: LeaderboardData, dataset: str, store: Store, pair
             clips.append(clip)
         examples.append(Example(utterance.id, snr, band, clips))
     return AudioExamples(pair, metric, examples, unavailable)
+
+
+def _same_trial(data: LeaderboardData, stored: pd.DataFrame, source: _Source,
+                unavailable: list[str]) -> bool:
+    """Whether the store's scores of the trial are those the page's tables were made from
+    (they can differ when the page is read from an export and the trial was re-run)."""
+    if source.trial_id is None:
+        return True
+    if source.trial_id not in data.trial_means.index:
+        unavailable.append(f"{source.label}: trial {source.trial_id} is not in the page's data")
+        return False
+    rows = stored.loc[source.trial_id] if source.trial_id in stored.index.get_level_values(0) else None
+    for metric in data.metrics:
+        page = float(data.trial_means.loc[source.trial_id, metric])
+        ours = math.nan if rows is None else float(rows.xs(metric, level="metric")["value"].mean())
+        if not np.isclose(ours, page, rtol=_TOLERANCE, atol=_TOLERANCE, equal_nan=True):
+            unavailable.append(
+                f"{source.label}: trial {source.trial_id} in the store has {metric} {ours:.6g}, "
+                f"the page {page:.6g}; not played"
+            )
+            return False
+    return True
 
 
 def _scores(metrics, stored: pd.DataFrame, trial_id: str, utterance: str, clean: np.ndarray,

@@ -22,10 +22,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from kdbench.report.effects import POOLED, effects, method_order  # noqa: E402
-from kdbench.report.leaderboard import LeaderboardData, format_delta  # noqa: E402
+from kdbench.report.leaderboard import LeaderboardData, format_count, format_delta  # noqa: E402
 
 matplotlib.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "kdbench"})
 
@@ -212,8 +212,9 @@ def cost_plot(data: LeaderboardData, dataset: str, metric: str, path: Path) -> P
     if noisy is not None:
         ax.axhline(noisy["mean"], color=_NEUTRAL, lw=0.8, ls=":", label="noisy input")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: format_count(value)))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("student MACs per second of audio (log)", fontsize=8)
+    ax.set_xlabel("MACs per second of audio (log)", fontsize=8)
     ax.set_ylabel(f"{metric} ({'higher' if higher else 'lower'} is better)", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3, which="both")

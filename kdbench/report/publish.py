@@ -145,10 +145,12 @@ def _metric_section(data: LeaderboardData) -> list[str]:
 
 
 def provenance_section(
-    data: LeaderboardData, dataset: str, command: str, git: dict[str, str]
+    data: LeaderboardData, dataset: str, command: str, git: dict[str, str],
+    source: str | None = None,
 ) -> list[str]:
     """The provenance in Markdown; `git` is the source tree's state (`git_state()`) before
-    the page's files were written."""
+    the page's files were written, `source` says where the numbers were read from when it
+    was not the store."""
     prepared = data.grid.datasets[dataset]
     params = next(
         (dict(t.dataset_params) for t in data.grid.references if t.dataset == dataset), {}
@@ -160,6 +162,7 @@ def provenance_section(
         "## Provenance",
         "",
         f"- **command**: `{command}`",
+        *([f"- **source**: {source}"] if source else []),
         f"- **kdbench**: {kdbench.__version__} (result version {kdbench.RESULT_VERSION}), "
         f"git commit `{git['commit']}`, dirty tree: {git['dirty']}",
         f"- **date**: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
@@ -289,7 +292,7 @@ def page(
 
 def publish(
     data: LeaderboardData, directory: Path, command: str, store: Store,
-    claims: Path | None = None, audio_pair: str | None = None,
+    claims: Path | None = None, audio_pair: str | None = None, source: str | None = None,
 ) -> list[Path]:
     """Write `directory/<dataset>-<preset>/` for every shown dataset; return the README paths.
 
@@ -333,7 +336,7 @@ def publish(
         tables = [*display_tables(shown), rank_table(shown, dataset), across_pairs_table(shown, dataset)]
         (out / "results.tex").write_text("\n\n".join(latex_table(t) for t in tables) + "\n")
         trials_export(shown).to_csv(out / "trials.csv", index=False)
-        provenance = provenance_section(shown, dataset, command, git)
+        provenance = provenance_section(shown, dataset, command, git, source)
         write_site(shown, dataset, out, store, "\n".join(provenance), claims_text, audio_pair,
                    grid_summary(shown, dataset))
         readme = out / "README.md"
