@@ -349,8 +349,8 @@ def test_site_works_in_a_real_browser(published: Path):
         state = browser.evaluate(_PAGE_STATE)
         assert state["tables"] == {"results": len(results), "across": 3 * 2, "ranks": 3 * 2}
         assert state["broken"] == []
-        assert state["svgs"] == 2 * len(METRICS)
-        assert state["images"] == 2 * len(METRICS) + clips
+        assert state["svgs"] == 2 * len(METRICS) + 1  # forest and cost per metric, pooled
+        assert state["images"] == 2 * len(METRICS) + 1 + clips
         assert state["mp3"] in ("probably", "maybe")
         assert len(state["audio"]) == clips
         assert all(a["ready"] >= 1 and a["error"] is None and a["seconds"] > 0.5
@@ -401,3 +401,21 @@ def test_an_export_of_another_grid_is_refused(grid_run: GridRun, published: Path
                                        "--from-export", str(export)])
     assert result.exit_code != 0 and "not in this grid" in result.output
     assert "trials.csv" in result.output
+
+
+def test_the_site_never_plays_a_trial_other_than_the_pages(
+    grid_run: GridRun, published: Path, tmp_path: Path
+):
+    """A store whose teacher scores differ from the page's (a re-run elsewhere) is not played."""
+    export = tmp_path / "export"
+    export.mkdir()
+    for name in ("results.csv", "across_pairs.csv"):
+        (export / name).write_bytes((published / name).read_bytes())
+    trials = pd.read_csv(published / "trials.csv")
+    trials.loc[trials["role"] == "teacher", "stoi"] += 0.01
+    trials.to_csv(export / "trials.csv", index=False)
+    leaderboard(grid_run.store, "--from-export", str(export), "--publish", str(tmp_path / "out"))
+    html = (tmp_path / "out" / "procedural-ci" / "site" / "index.html").read_text()
+    assert "teacher: trial" in html and "not the page&#x27;s trial" in html
+    examples = html.count('<article class="example">')
+    assert examples >= 1 and html.count('title="recomputed = stored"') == 3 * examples

@@ -24,27 +24,23 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+from matplotlib import image
+from scipy import signal
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import soundfile as sf  # noqa: E402
-import torch  # noqa: E402
-from scipy import signal  # noqa: E402
-
-from kdbench.api import MaskDenoiser, ModelSpec, Utterance  # noqa: E402
-from kdbench.deploy.checkpoints import build_from_checkpoint, student_checkpoint  # noqa: E402
-from kdbench.deploy.denoise import denoise_array  # noqa: E402
-from kdbench.errors import KdbenchError  # noqa: E402
-from kdbench.plugin.registry import get_registry  # noqa: E402
-from kdbench.report.leaderboard import LeaderboardData  # noqa: E402
-from kdbench.run.evaluate import score_utterances  # noqa: E402
-from kdbench.run.trial import Trial  # noqa: E402
-from kdbench.run.store import Store  # noqa: E402
-from kdbench.train.teacher import freeze, teacher_checkpoint, teacher_key  # noqa: E402
+from kdbench.api import MaskDenoiser, ModelSpec, Utterance
+from kdbench.deploy.checkpoints import build_from_checkpoint, student_checkpoint
+from kdbench.deploy.denoise import denoise_array
+from kdbench.errors import KdbenchError
+from kdbench.plugin.registry import get_registry
+from kdbench.report.leaderboard import LeaderboardData
+from kdbench.run.evaluate import score_utterances
+from kdbench.run.store import Store
+from kdbench.run.trial import Trial
+from kdbench.train.teacher import freeze, teacher_checkpoint, teacher_key
 
 SNR_BANDS = ((-math.inf, 2.5, "low SNR (< 2.5 dB)"), (2.5, 12.5, "mid SNR (2.5–12.5 dB)"),
              (12.5, math.inf, "high SNR (≥ 12.5 dB)"))
@@ -216,10 +212,10 @@ def _log_spectrogram(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return 10.0 * np.log10(power + 1e-12)
 
 
-def write_spectrogram(path: Path, image: np.ndarray, vmin: float, vmax: float) -> Path:
+def write_spectrogram(path: Path, pixels: np.ndarray, vmin: float, vmax: float) -> Path:
     """A thumbnail: one pixel per STFT bin and frame, low frequencies at the bottom."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    plt.imsave(path, image[::-1], cmap="magma", vmin=vmin, vmax=vmax)
+    image.imsave(path, pixels[::-1], cmap="magma", vmin=vmin, vmax=vmax)
     return path
 
 
@@ -231,7 +227,8 @@ def _stored_scores(store: Store, trial_ids: Sequence[str], metrics: Sequence[str
 def write_audio_examples(data: LeaderboardData, dataset: str, store: Store, pair: str | None,
                          out: Path, folder: str = "audio") -> AudioExamples:
     """Write the clips under `out/folder/` and describe them; nothing here raises for a
-    missing checkpoint, it is listed in `unavailable` instead."""
+    missing checkpoint, it is listed in `unavailable` instead. Without a single playable
+    model (teacher or student) no clip is written: the inputs alone say nothing."""
     metric = data.metrics[0]
     pair = pair or (data.pairs[0] if data.pairs else None)
     unavailable: list[str] = []
@@ -241,6 +238,8 @@ def write_audio_examples(data: LeaderboardData, dataset: str, store: Store, pair
     sources = _sources(data, dataset, pair, metric, unavailable)
     stored = _stored_scores(store, [s.trial_id for s in sources if s.trial_id], data.metrics)
     sources = [s for s in sources if _same_trial(data, stored, s, unavailable)]
+    if not any(source.model is not None for source in sources):
+        return AudioExamples(pair, metric, [], unavailable)
     registry = get_registry()
     metrics = [registry.get("metrics", name) for name in data.metrics]
     examples = []
@@ -280,10 +279,14 @@ def _same_trial(data: LeaderboardData, stored: pd.DataFrame, source: _Source,
     for metric in data.metrics:
         page = float(data.trial_means.loc[source.trial_id, metric])
         ours = math.nan if rows is None else float(rows.xs(metric, level="metric")["value"].mean())
+        if math.isnan(ours) and not math.isnan(page):
+            unavailable.append(f"{source.label}: trial {source.trial_id} has no scores in the store")
+            return False
         if not np.isclose(ours, page, rtol=_TOLERANCE, atol=_TOLERANCE, equal_nan=True):
             unavailable.append(
-                f"{source.label}: trial {source.trial_id} in the store has {metric} {ours:.6g}, "
-                f"the page {page:.6g}; not played"
+                f"{source.label}: trial {source.trial_id} in the store has {metric} "
+                f"{ours:.10g}, the page {page:.10g} (a re-run on another numeric platform, or "
+                "another store): not the page's trial"
             )
             return False
     return True

@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 from kdbench.report.effects import POOLED, effects, method_order  # noqa: E402
 from kdbench.report.leaderboard import LeaderboardData, format_count, format_delta  # noqa: E402
@@ -38,7 +38,8 @@ FOREST_READING = (
     "differences, its interval over the seeds, p = Holm-adjusted Wilcoxon on per-utterance "
     "differences, which treats the trained students as fixed, so a small p with an interval "
     "that crosses zero reads \"real for these students, not shown to survive reseeding\". "
-    "Filled marks: Holm p < 0.05 (green better, red worse)."
+    "Intervals are unadjusted, p-values Holm-adjusted. Filled marks: Holm p < 0.05 (green "
+    "better, red worse)."
 )
 
 _BETTER, _WORSE, _NEUTRAL = "#1a7f37", "#cf222e", "#57606a"
@@ -70,33 +71,53 @@ def forest_plot(data: LeaderboardData, dataset: str, metric: str, path: Path) ->
     Methods run best first by pooled effect against the first comparison; each method's
     pooled row (diamond) heads its per-pair rows (dots). Filled marks are Holm p < 0.05.
     """
-    order = method_order(data, dataset, metric)
-    rows: list[tuple[str, str]] = []
-    for method in order:
-        rows += [(method, POOLED), *[(method, pair) for pair in data.pairs]]
+    rows = [row for method in method_order(data, dataset, metric)
+            for row in [(method, POOLED), *[(method, pair) for pair in data.pairs]]]
+    return _forest_figure(data, dataset, [(metric, rows)], path, per_pair=True)
+
+
+def pooled_forest_plot(data: LeaderboardData, dataset: str, path: Path) -> Path:
+    """The headline: every metric's pooled effects only, one block of panels per metric."""
+    blocks = [(metric, [(method, POOLED) for method in method_order(data, dataset, metric)])
+              for metric in data.metrics]
+    return _forest_figure(data, dataset, blocks, path, per_pair=False)
+
+
+def _forest_figure(
+    data: LeaderboardData, dataset: str, blocks: Sequence[tuple[str, list[tuple[str, str]]]],
+    path: Path, per_pair: bool,
+) -> Path:
+    """Blocks of panels stacked top to bottom (one per metric), one panel per comparison."""
     refs = data.comparisons or []
-    label_in, panel_in, text_in = 1.3, 3.5, 2.4
-    width = label_in + len(refs) * (panel_in + text_in) + 0.2
-    height = 1.3 + _ROW_INCHES * len(rows)
-    fig = plt.figure(figsize=(max(width, 5.5), height))
-    direction = "higher" if data.higher_is_better[metric] else "lower"
-    y = {row: -index for index, row in enumerate(rows)}
-    for index, ref in enumerate(refs):
-        left = (label_in + index * (panel_in + text_in)) / fig.get_figwidth()
-        ax = fig.add_axes((left, 0.9 / height, panel_in / fig.get_figwidth(), 1 - 1.3 / height))
-        _forest_panel(ax, data, dataset, metric, ref, rows, y, show_labels=index == 0)
-        ax.set_title(f"{metric}: method − {ref}", fontsize=9, loc="left")
-        ax.set_xlabel(f"Δ {metric} ({direction} is better)", fontsize=8)
-    fig.legend(
-        handles=[
-            Line2D([], [], marker="D", color=_NEUTRAL, ls="", label="all pairs: (pair, seed) units"),
-            Line2D([], [], marker="o", color=_NEUTRAL, ls="", label="one pair: its seeds"),
-            Line2D([], [], marker="o", color=_BETTER, ls="", label="better, Holm p < 0.05"),
-            Line2D([], [], marker="o", color=_WORSE, ls="", label="worse, Holm p < 0.05"),
-            Line2D([], [], marker="o", mfc="white", color=_NEUTRAL, ls="", label="not significant"),
-        ],
-        loc="lower left", ncol=5, fontsize=7, frameon=False, bbox_to_anchor=(0.01, 0.0),
-    )
+    label_in, panel_in, text_in, gap_in, legend_in = 1.3, 3.5, 2.4, 0.85, 0.45
+    heights = [_ROW_INCHES * len(rows) + 0.3 for _, rows in blocks]
+    width = max(label_in + len(refs) * (panel_in + text_in) + 0.2, 5.5)
+    height = sum(heights) + gap_in * len(blocks) + legend_in
+    fig = plt.figure(figsize=(width, height))
+    top = height
+    for (metric, rows), block in zip(blocks, heights):
+        top -= 0.35
+        direction = "higher" if data.higher_is_better[metric] else "lower"
+        y = {row: -index for index, row in enumerate(rows)}
+        for index, ref in enumerate(refs):
+            left = label_in + index * (panel_in + text_in)
+            ax = fig.add_axes((left / width, (top - block) / height, panel_in / width,
+                               block / height))
+            _forest_panel(ax, data, dataset, metric, ref, rows, y, show_labels=index == 0)
+            ax.set_title(f"{metric}: method − {ref}", fontsize=9, loc="left")
+            ax.set_xlabel(f"Δ {metric} ({direction} is better)", fontsize=8)
+        top -= block + gap_in - 0.35
+    handles = [
+        Line2D([], [], marker="D", color=_NEUTRAL, ls="", label="all pairs: (pair, seed) units"),
+        *([Line2D([], [], marker="o", color=_NEUTRAL, ls="", label="one pair: its seeds")]
+          if per_pair else []),
+        Line2D([], [], marker="o", color=_BETTER, ls="", label="better, Holm p < 0.05"),
+        Line2D([], [], marker="o", color=_WORSE, ls="", label="worse, Holm p < 0.05"),
+        Line2D([], [], marker="o", mfc="white", color=_NEUTRAL, ls="", label="not significant"),
+        Line2D([], [], color=_NEUTRAL, lw=2, label="95 % CI (t, seed-level units)"),
+    ]
+    fig.legend(handles=handles, loc="lower left", ncol=len(handles), fontsize=7, frameon=False,
+               bbox_to_anchor=(0.01, 0.0))
     return _save(fig, path)
 
 
@@ -105,10 +126,11 @@ def _forest_panel(
     rows: Sequence[tuple[str, str]], y: dict[tuple[str, str], int], show_labels: bool,
 ) -> None:
     table = effects(data, dataset, metric, ref).set_index(["method", "pair"])
+    per_method = len(rows) // max(1, len({m for m, _ in rows}))
     for shade, method in enumerate(dict.fromkeys(m for m, _ in rows)):
         if shade % 2 == 0:
             top = y[(method, POOLED)]
-            ax.axhspan(top - len(data.pairs) - 0.5, top + 0.5, color="#f3f4f6", zorder=0)
+            ax.axhspan(top - per_method + 0.5, top + 0.5, color="#f3f4f6", zorder=0)
     for method, pair in rows:
         row_y = y[(method, pair)]
         if method == ref:
@@ -147,6 +169,7 @@ def _forest_panel(
     else:
         ax.set_yticklabels([])
     ax.tick_params(axis="y", length=0)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
     ax.tick_params(axis="x", labelsize=7)
     ax.grid(axis="x", alpha=0.3)
     for side in ("top", "right"):

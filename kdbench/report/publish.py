@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 import kdbench
+from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry
 from kdbench.report import stats
 from kdbench.report.formats import (
@@ -29,7 +30,6 @@ from kdbench.report.formats import (
     rank_table,
     results_frame,
 )
-from kdbench.errors import KdbenchError
 from kdbench.report.leaderboard import LeaderboardData, legend, select
 from kdbench.report.plots import FOREST_READING, cost_plot, forest_plot
 from kdbench.run.store import Store
@@ -121,7 +121,9 @@ def _hosts(data: LeaderboardData) -> str:
         prov = details.get("provenance", {}) if isinstance(details, dict) else {}
         if "host" in prov:
             seen[prov["host"]] = prov.get("cpu_count", "?")
-    return ", ".join(f"{host} ({cores} cores)" for host, cores in seen.items()) or "unknown"
+    return ", ".join(f"{host} ({cores} cores)" for host, cores in seen.items()) or (
+        "unknown (no trial record names its host)"
+    )
 
 
 def _metric_section(data: LeaderboardData) -> list[str]:

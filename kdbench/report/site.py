@@ -33,7 +33,7 @@ from kdbench.report.leaderboard import (
     significance_mark,
 )
 from kdbench.report.listening import AudioExamples, write_audio_examples
-from kdbench.report.plots import FOREST_READING, cost_plot, forest_plot
+from kdbench.report.plots import FOREST_READING, cost_plot, forest_plot, pooled_forest_plot
 from kdbench.run.store import Store
 
 FOLDER = "site"
@@ -203,10 +203,12 @@ def _audio_section(examples: AudioExamples, metrics: Sequence[str]) -> str:
     parts = []
     if examples.unavailable:
         items = "".join(f"<li>{html.escape(reason)}</li>" for reason in examples.unavailable)
-        parts.append('<div class="notice"><b>Not playable here</b> (the store or cache this '
-                     f"page was made from lacks them):<ul>{items}</ul></div>")
+        parts.append('<div class="notice"><b>Not playable here</b>: a clip is only played '
+                     "from the checkpoint of the very trial the tables describe.<ul>"
+                     f"{items}</ul></div>")
     if not examples.examples:
-        return "".join(parts) + "<p>No audio examples on this page.</p>"
+        return "".join(parts) + "<p>No audio examples on this page: no teacher or student " \
+            "of the page's trials could be played.</p>"
     parts.append(
         f"<p>Pair <b>{html.escape(str(examples.pair))}</b>. One test utterance per input-SNR "
         "band: the first of the test split in each band, never chosen by a result. Each "
@@ -249,9 +251,23 @@ def _figures(data: LeaderboardData, dataset: str, site: Path, kind: str, caption
     for metric in data.metrics:
         name = f"plots/{kind}-{metric}.svg"
         draw(data, dataset, metric, site / name)
-        parts.append(f'<figure class="{kind}"><img src="{name}" alt="{kind} plot of {metric}">'
-                     f"<figcaption>{caption}</figcaption></figure>")
+        heading = f"<h3>{html.escape(metric)}, per pair and pooled</h3>" if kind == "forest" else ""
+        parts.append(f'{heading}<figure class="{kind}"><img src="{name}" alt="{kind} plot of '
+                     f'{metric}"><figcaption>{caption}</figcaption></figure>')
     return "".join(parts)
+
+
+def _headline(data: LeaderboardData, dataset: str, site: Path) -> str:
+    name = "plots/forest-pooled.svg"
+    pooled_forest_plot(data, dataset, site / name)
+    return (
+        "<p class='lead'>How much each method changes each metric against the control "
+        f"({html.escape(str(data.control))}) and the baseline ({html.escape(str(data.baseline))}), "
+        "pooled over every pair with each trained (pair, seed) one unit, so the interval and "
+        "the test include training randomness. Per-pair plots follow.</p>"
+        f'<figure class="forest pooled"><img src="{name}" alt="pooled effects of every method">'
+        "</figure>"
+    )
 
 
 def write_site(
@@ -270,7 +286,8 @@ def write_site(
     assets = importlib.resources.files("kdbench.report") / "site_assets"
     for name in ASSETS:
         (site / name).write_text((assets / name).read_text(encoding="utf-8"), encoding="utf-8")
-    forest = _figures(data, dataset, site, "forest", html.escape(FOREST_READING))
+    forest = _headline(data, dataset, site) + _figures(
+        data, dataset, site, "forest", html.escape(FOREST_READING))
     cost = _figures(data, dataset, site, "cost", html.escape(
         "Each student (pair × method) at its MACs per second of audio, mean ± std over seeds "
         "(methods dodged sideways within a pair); dashed: the Pareto front over students; "
