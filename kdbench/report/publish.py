@@ -233,7 +233,8 @@ def page(
         "",
         f"**[Open the site](site/index.html)** (`site/index.html`, static, works offline): "
         "forest plots of each method's effect with confidence intervals, sortable and "
-        "filterable tables, quality vs cost, and audio examples to listen to.",
+        "filterable tables, quality vs cost, and audio examples where the trials' checkpoints "
+        "are available.",
         "",
     ]
     if missing:
