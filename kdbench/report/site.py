@@ -70,8 +70,8 @@ def _head(columns: Iterable[str]) -> str:
 
 
 def _table(table_id: str, columns: Sequence[str], rows: Sequence[str], caption: str) -> str:
-    return (f'<table id="{table_id}" class="sortable"><caption>{caption}</caption>'
-            f"{_head(columns)}<tbody>{''.join(rows)}</tbody></table>")
+    return (f'<div class="scroll"><table id="{table_id}" class="sortable"><caption>{caption}'
+            f"</caption>{_head(columns)}<tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def _filters(table_id: str, choices: dict[int, tuple[str, list[str]]]) -> str:
@@ -86,10 +86,14 @@ def _filters(table_id: str, choices: dict[int, tuple[str, list[str]]]) -> str:
     return "".join(parts)
 
 
+def _count(value: float) -> str:
+    return "—" if value is None or math.isnan(value) else format_count(value)
+
+
 def _delta_cells(data: LeaderboardData, row: pd.Series, ref: str) -> list[str]:
     delta = row.get(f"delta_{ref}", math.nan)
     if row["method"] == ref or delta is None or math.isnan(delta):
-        return [_cell("—", math.nan) for _ in range(4)]
+        return [_cell("—", math.nan, ["num"]) for _ in range(4)]
     p = row[f"p_holm_{ref}"]
     symbols = CONTROL_MARKS if ref == data.control else BASELINE_MARKS
     mark = significance_mark(p, symbols)
@@ -133,8 +137,8 @@ def results_table(data: LeaderboardData, dataset: str) -> str:
             _cell(row["pair"] if student else "reference"),
             _cell(row["method"] if student else {"noisy": "noisy input"}.get(row["method"], row["method"])),
             _cell(row["metric"]),
-            _cell(format_count(row["params"]), row["params"], ["num"]),
-            _cell(format_count(row["macs_per_second"]), row["macs_per_second"], ["num"]),
+            _cell(_count(row["params"]), row["params"], ["num"]),
+            _cell(_count(row["macs_per_second"]), row["macs_per_second"], ["num"]),
             _cell(f"{int(row['n_seeds'])}/{int(row['expected_seeds'])}" if student else "—",
                   row["n_seeds"] if student else math.nan, ["num"]),
             _cell(f"{format_number(mean)}{spread}", mean, ["num"],
@@ -170,7 +174,7 @@ def across_table(data: LeaderboardData, dataset: str) -> str:
             for ref in data.comparisons:
                 found = data.across(dataset, metric, method, ref)
                 if found is None:
-                    cells += [_cell("—", math.nan) for _ in range(4)]
+                    cells += [_cell("—", math.nan, ["num"]) for _ in range(4)]
                     continue
                 p = found["p_holm"]
                 mark = significance_mark(p, CONTROL_MARKS if ref == data.control else BASELINE_MARKS)
