@@ -23,7 +23,7 @@ from kdbench.config import Config
 from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry
 from kdbench.report import stats
-from kdbench.report.leaderboard import LeaderboardData
+from kdbench.report.leaderboard import LeaderboardData, control_and_baseline, missing_trials
 from kdbench.run.grid import Grid
 
 EXPORT_FILES = ("trials.csv", "results.csv", "across_pairs.csv")
@@ -63,8 +63,7 @@ def read_export(directory: Path, grid: Grid, config: Config) -> LeaderboardData:
     registry = get_registry()
     metrics = list(config.run["metrics"])
     higher = {name: registry.get("metrics", name).higher_is_better for name in metrics}
-    control = next((m for m in config.run["controls"] if m in grid.methods), None)
-    baseline = config.run["baseline"] if config.run["baseline"] in grid.methods else None
+    control, baseline = control_and_baseline(grid, config)
     comparisons = [ref for ref in dict.fromkeys([control, baseline]) if ref]
     done = trials[trials["status"] == "done"]
     students = done[done["role"] == "student"]
@@ -79,12 +78,6 @@ def read_export(directory: Path, grid: Grid, config: Config) -> LeaderboardData:
     n_test = {name: len(prepared.splits["test"]) for name, prepared in grid.datasets.items()}
     references = results[results["role"] != "student"][["dataset", "role", "metric", "mean", "std"]]
     references = references.assign(count=references["dataset"].map(n_test)).reset_index(drop=True)
-    present = set(done["id"])
-    missing: dict[tuple[str, str, str], int] = {}
-    for trial in grid.students:
-        if trial.id not in present:
-            key = (trial.dataset, trial.pair or "", trial.method or "")
-            missing[key] = missing.get(key, 0) + 1
     teacher = done[done["role"] == "teacher"]
     return LeaderboardData(
         grid=grid,
@@ -101,7 +94,7 @@ def read_export(directory: Path, grid: Grid, config: Config) -> LeaderboardData:
         baseline=baseline,
         student_size={(row.pair, row.method): _size(row) for row in students.itertuples()},
         teacher_size=_size(next(teacher.itertuples())) if len(teacher) else {},
-        missing=missing,
+        missing=missing_trials(grid, set(done["id"])),
         undefined=_undefined(results, done, n_test, metrics),
         trial_means=done.set_index("id")[metrics],
         datasets=list(grid.datasets),

@@ -113,6 +113,23 @@ def _across_pairs(scores: pd.DataFrame, higher: dict[str, bool], references: lis
     return stats.across_pairs(scores, higher, references=references)
 
 
+def control_and_baseline(grid: Grid, config: Config) -> tuple[str | None, str | None]:
+    """The first control and the baseline that the grid runs (None where it runs neither)."""
+    control = next((m for m in config.run["controls"] if m in grid.methods), None)
+    baseline = config.run["baseline"] if config.run["baseline"] in grid.methods else None
+    return control, baseline
+
+
+def missing_trials(grid: Grid, done: set[str]) -> dict[tuple[str, str, str], int]:
+    """Student trials of the grid not in `done`, counted per (dataset, pair, method)."""
+    missing: dict[tuple[str, str, str], int] = {}
+    for trial in grid.students:
+        if trial.id not in done:
+            key = (trial.dataset, trial.pair or "", trial.method or "")
+            missing[key] = missing.get(key, 0) + 1
+    return missing
+
+
 def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
     """Read the grid's trials and scores from the store and compute every statistic once."""
     registry = get_registry()
@@ -157,20 +174,14 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         if len(student_scores)
         else pd.DataFrame()
     )
-    control = next((m for m in config.run["controls"] if m in grid.methods), None)
-    baseline = config.run["baseline"] if config.run["baseline"] in grid.methods else None
+    control, baseline = control_and_baseline(grid, config)
     comparisons = [ref for ref in dict.fromkeys([control, baseline]) if ref]
     student_size = {
         (row.pair, row.method): row.model for row in done[done["role"] == "student"].itertuples()
     }
     teacher_rows = done[done["role"] == "teacher"]
     teacher_size = teacher_rows.iloc[0]["model"] if len(teacher_rows) else {}
-    present = set(done["id"])
-    missing: dict[tuple[str, str, str], int] = {}
-    for trial in grid.students:
-        if trial.id not in present:
-            key = (trial.dataset, trial.pair or "", trial.method or "")
-            missing[key] = missing.get(key, 0) + 1
+    missing = missing_trials(grid, set(done["id"]))
     return LeaderboardData(
         grid=grid,
         config=config,
