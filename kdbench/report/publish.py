@@ -231,7 +231,7 @@ def page(
         "",
         grid_summary(data, dataset),
         "",
-        f"**[Open the site](site/index.html)** (`site/index.html`, static, works offline): "
+        "**[Open the site](site/index.html)** (`site/index.html`, static, works offline): "
         "forest plots of each method's effect with confidence intervals, sortable and "
         "filterable tables, quality vs cost, and audio examples where the trials' checkpoints "
         "are available.",
@@ -304,12 +304,8 @@ def publish(
     """
     from kdbench.report.site import write_site
 
-    claims_text = None
-    if claims is not None:
-        try:
-            claims_text = Path(claims).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise KdbenchError(f"{claims}: cannot read the claims file: {exc.strerror}") from None
+    if claims is not None and not Path(claims).is_file():
+        raise KdbenchError(f"{claims}: no such claims file")
     if audio_pair is not None and audio_pair not in data.pairs:
         raise KdbenchError(
             f"--audio-pair {audio_pair}: not shown on this page; shown: {', '.join(data.pairs)}"
@@ -340,7 +336,7 @@ def publish(
         (out / "results.tex").write_text("\n\n".join(latex_table(t) for t in tables) + "\n")
         trials_export(shown).to_csv(out / "trials.csv", index=False)
         provenance = provenance_section(shown, dataset, command, git, source)
-        write_site(shown, dataset, out, store, "\n".join(provenance), claims_text, audio_pair,
+        write_site(shown, dataset, out, store, "\n".join(provenance), claims, audio_pair,
                    grid_summary(shown, dataset))
         readme = out / "README.md"
         readme.write_text(page(shown, dataset, plots, provenance))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import html
 import importlib.resources
 import math
+import os
+import re
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -47,8 +49,18 @@ def test_block(dataset: str) -> str:
     return dataset
 
 
-def _markdown(text: str) -> str:
-    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+def _markdown(text: str, links_from: Path | None = None, site: Path | None = None) -> str:
+    """Markdown as HTML (raw HTML in it is escaped); relative links written for a file in
+    `links_from` are rewritten to work from `site`."""
+    markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = markdown.parse(text)
+    if links_from is not None and site is not None:
+        for token in tokens:
+            for child in token.children or []:
+                href = child.attrGet("href") if child.type == "link_open" else None
+                if href and not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:|#|/", href):
+                    child.attrSet("href", Path(os.path.relpath(links_from / href, site)).as_posix())
+    return markdown.renderer.render(tokens, markdown.options, {})
 
 
 def _cell(text: str, sort: object = None, classes: Sequence[str] = (), bold: bool = False,
@@ -276,12 +288,12 @@ def _headline(data: LeaderboardData, dataset: str, site: Path) -> str:
 
 def write_site(
     data: LeaderboardData, dataset: str, out: Path, store: Store, provenance: str,
-    claims: str | None, audio_pair: str | None, summary: str,
+    claims: Path | None, audio_pair: str | None, summary: str,
 ) -> Path:
     """Write `out/site/` (replacing an older one) and return its index.html.
 
-    `provenance` and `claims` are Markdown (the page's provenance section, the authors'
-    claims); `summary` is the page's first paragraph.
+    `provenance` is Markdown (the page's provenance section), `claims` a Markdown file of
+    the authors' claims; `summary` is the page's first paragraph.
     """
     site = Path(out) / FOLDER
     if site.exists():
@@ -310,8 +322,10 @@ def write_site(
         ("cost", "Quality vs cost", "Quality vs cost", cost),
         ("listen", "Listen", "Listen", _audio_section(examples, data.metrics)),
     ]
-    if claims:
-        sections.append(("claims", "Claims", "Claims", _markdown(claims)))
+    if claims is not None:
+        text = Path(claims).read_text(encoding="utf-8")
+        sections.append(("claims", "Claims", "Claims",
+                         _markdown(text, Path(claims).resolve().parent, site.resolve())))
     sections.append(("provenance", "Provenance", "Provenance", _markdown(provenance)))
     nav = "".join(f'<a href="#{key}">{html.escape(label)}</a>' for key, label, _, _ in sections)
     body = "".join(f'<section id="{key}"><h2>{html.escape(heading)}</h2>{content}</section>'
