@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -104,9 +105,11 @@ def test_published_numbers_match_the_store(grid_run: GridRun, published: Path):
     assert unit["n_units"] == 2 and unit["delta"] == pytest.approx(differences.mean(), rel=1e-12)
     assert unit["n_better"] == int((differences > 0).sum())
     assert "Is it real or seed noise?" in readme and f"{int(unit['n_better'])} / 2" in readme
-    for png in ["seeds-pesq_wb.png", "seeds-stoi.png", "seeds-si_sdr.png", "cost.png"]:
-        assert (published / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert f"]({png})" in readme
+    for metric in METRICS:
+        for png in [f"forest-{metric}.png", f"cost-{metric}.png"]:
+            assert (published / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert f"]({png})" in readme
+    assert "](site/index.html)" in readme and (published / "site" / "index.html").is_file()
 
 
 def test_published_page_has_provenance(grid_run: GridRun, published: Path):
@@ -206,3 +209,220 @@ def test_missing_trial_is_flagged_not_averaged(grid_run: GridRun, tmp_path: Path
     leaderboard(store, "--publish", str(pages))
     readme = (pages / "procedural-ci" / "README.md").read_text()
     assert "**Incomplete:** 1 student trial(s)" in readme
+    # The copy has no students/ folder: the site says which clips it cannot play.
+    site = (pages / "procedural-ci" / "site" / "index.html").read_text()
+    assert "Not playable here" in site
+    assert site.count("no checkpoint at") == 2  # none and cosine; the teacher is cached
+    assert "incomplete: 1/2 seeds" in site
+
+
+def site_page(published: Path) -> str:
+    return (published / "site" / "index.html").read_text()
+
+
+def test_site_shows_the_pages_numbers(grid_run: GridRun, published: Path):
+    html = site_page(published)
+    results = pd.read_csv(published / "results.csv")
+    cell = results[(results["method"] == "cosine") & (results["metric"] == "stoi")].iloc[0]
+    assert f'data-sort="{cell["mean"]}"' in html
+    assert f'data-sort="{cell["ci_low_none"]}"' in html
+    differences = (pd.Series(per_seed_means(grid_run.store, "cosine", "stoi"))
+                   - pd.Series(per_seed_means(grid_run.store, "none", "stoi")))
+    assert cell["ci_low_none"] < differences.mean() < cell["ci_high_none"]
+    for metric in METRICS:
+        for kind in ("forest", "cost"):
+            svg = (published / "site" / "plots" / f"{kind}-{metric}.svg").read_text()
+            assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+            assert f'src="plots/{kind}-{metric}.svg"' in html
+    assert "http://" not in html.replace("http://www.w3.org", "")
+    assert "https://" not in html
+    assert "Provenance" in html and METHODOLOGY in html
+
+
+def test_site_plays_the_scored_students(grid_run: GridRun, published: Path):
+    """Every clip of a trial was recomputed from its checkpoint and scored as stored."""
+    html = site_page(published)
+    audio = sorted((published / "site" / "audio").glob("*.mp3"))
+    assert audio and html.count("<audio ") == len(audio)
+    for clip in audio:
+        head = clip.read_bytes()[:3]
+        assert head == b"ID3" or head[0] == 0xFF, clip
+        assert clip.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    examples = html.count('<article class="example">')
+    assert examples >= 1
+    # Per example: clean reference, noisy input, teacher, none, cosine.
+    assert len(audio) == 5 * examples
+    assert html.count('title="recomputed = stored"') == 4 * examples
+    assert "differs from the stored scores" not in html
+    assert "Not playable here" not in html
+    for method in ("none", "cosine"):  # two seeds: the lower one is the median
+        seed, value = min(per_seed_means(grid_run.store, method, "pesq_wb").items(),
+                          key=lambda item: (item[1], item[0]))
+        assert f"seed {seed}: median pesq_wb over seeds ({value:.3f})" in html
+    size = sum(path.stat().st_size for path in (published / "site").rglob("*"))
+    assert size < 2_000_000
+
+
+def test_site_keeps_its_bytes_when_republished(grid_run: GridRun, published: Path, tmp_path: Path):
+    leaderboard(grid_run.store, "--publish", str(tmp_path))
+    again = tmp_path / "procedural-ci" / "site"
+    for path in (published / "site").rglob("*"):
+        if path.is_file() and path.name != "index.html":  # the page carries the date
+            assert (again / path.relative_to(published / "site")).read_bytes() == path.read_bytes(), path
+
+
+def test_publish_options_are_checked(grid_run: GridRun, tmp_path: Path):
+    result = CliRunner().invoke(main, [
+        "leaderboard", *GRID, "--results", str(grid_run.store), "--publish", str(tmp_path),
+        "--audio-pair", "depth",
+    ])
+    assert result.exit_code == 2 and "--audio-pair depth" in result.output and "width" in result.output
+    result = CliRunner().invoke(main, [
+        "leaderboard", *GRID, "--results", str(grid_run.store), "--audio-pair", "width",
+    ])
+    assert result.exit_code == 2 and "go with --publish" in result.output
+    claims = tmp_path / "claims.md"
+    claims.write_text("| claim | verdict |\n|---|---|\n| cosine helps | cannot decide |\n\n"
+                      "See [the notes](notes.md) and [above](#claims).\n")
+    leaderboard(grid_run.store, "--publish", str(tmp_path), "--claims", str(claims))
+    html = (tmp_path / "procedural-ci" / "site" / "index.html").read_text()
+    assert '<section id="claims">' in html and "<td>cannot decide</td>" in html
+    # The site is two folders below the claims file: its relative links follow it there.
+    assert '<a href="../../notes.md">the notes</a>' in html and '<a href="#claims">' in html
+
+
+_PAGE_STATE = """(async () => {
+  await Promise.all(Array.from(document.images).map(i => i.decode().catch(() => null)));
+  const clips = Array.from(document.querySelectorAll("audio"));
+  await Promise.all(clips.map(a => a.readyState >= 1 ? null : new Promise(done => {
+    a.addEventListener("loadedmetadata", done, {once: true});
+    a.addEventListener("error", done, {once: true});
+    setTimeout(done, 15000);
+  })));
+  const images = Array.from(document.images);
+  return {
+    tables: Object.fromEntries(Array.from(document.querySelectorAll("table.sortable"))
+      .map(t => [t.id, t.tBodies[0].rows.length])),
+    images: images.length,
+    broken: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
+    svgs: images.filter(i => i.src.endsWith(".svg") && i.naturalWidth > 300).length,
+    audio: clips.map(a => ({ready: a.readyState, error: a.error && a.error.code,
+                            seconds: a.duration})),
+    mp3: document.createElement("audio").canPlayType("audio/mpeg"),
+  };
+})()"""
+
+_SORT = """(() => {
+  const table = document.getElementById("results");
+  const headers = Array.from(table.tHead.rows[0].cells);
+  const column = headers.findIndex(h => h.textContent.startsWith("Δ vs"));
+  const values = () => Array.from(table.tBodies[0].rows).map(r => r.cells[column].dataset.sort);
+  headers[column].click();
+  const up = values();
+  const upMark = headers[column].getAttribute("aria-sort");
+  headers[column].click();
+  return {up: up, upMark: upMark, down: values(),
+          downMark: headers[column].getAttribute("aria-sort")};
+})()"""
+
+_FILTER = """(() => {
+  const bar = document.querySelector('[data-filters-for="results"]');
+  const select = Array.from(bar.querySelectorAll("select"))
+    .find(s => s.parentElement.textContent.startsWith("metric"));
+  select.value = "stoi";
+  select.dispatchEvent(new Event("input"));
+  const rows = Array.from(document.getElementById("results").tBodies[0].rows);
+  return {shown: rows.filter(r => !r.hidden).map(r => r.cells[3].textContent),
+          count: bar.querySelector(".count").textContent};
+})()"""
+
+
+def test_site_works_in_a_real_browser(published: Path):
+    """Chromium opens the site from disk: tables, plots and audio render, sorting and
+    filtering work, nothing is logged as an error and nothing leaves the disk."""
+    from browser import Browser, find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser test but finds no chromium; tox's "
+                        "commands_pre (.ci/chromium) installs it as root")
+        pytest.skip("no chromium on PATH: `apt-get install chromium` (tox does it when root) "
+                    "or set KDBENCH_CHROMIUM to run the browser test")
+    results = pd.read_csv(published / "results.csv")
+    clips = len(list((published / "site" / "audio").glob("*.mp3")))
+    with Browser(binary) as browser:
+        browser.open((published / "site" / "index.html").as_uri())
+        state = browser.evaluate(_PAGE_STATE)
+        assert state["tables"] == {"results": len(results), "across": 3 * 2, "ranks": 3 * 2}
+        assert state["broken"] == []
+        assert state["svgs"] == 2 * len(METRICS) + 1  # forest and cost per metric, pooled
+        assert state["images"] == 2 * len(METRICS) + 1 + clips
+        assert state["mp3"] in ("probably", "maybe")
+        assert len(state["audio"]) == clips
+        assert all(a["ready"] >= 1 and a["error"] is None and a["seconds"] > 0.5
+                   for a in state["audio"]), state["audio"]
+        order = browser.evaluate(_SORT)
+        numbers = [float(v) for v in order["up"] if v != ""]
+        assert numbers == sorted(numbers) and order["upMark"] == "ascending"
+        down = [float(v) for v in order["down"] if v != ""]
+        assert down == sorted(numbers, reverse=True) and order["downMark"] == "descending"
+        assert order["up"][-1] == order["down"][-1] == ""  # undefined cells stay last
+        filtered = browser.evaluate(_FILTER)
+        expected = int((results["metric"] == "stoi").sum())
+        assert filtered["shown"] == ["stoi"] * expected
+        assert filtered["count"] == f"{expected} of {len(results)} rows"
+        assert browser.problems() == []
+        requests = browser.requests()
+        assert requests and all(url.startswith(("file://", "data:")) for url in requests), requests
+
+
+def test_a_page_rerendered_from_its_export_shows_the_same_numbers(
+    grid_run: GridRun, published: Path, tmp_path: Path
+):
+    """Without per-utterance scores: per-pair tests carried over, the rest recomputed from
+    the per-seed means, and the tables come out the same."""
+    leaderboard(grid_run.store, "--from-export", str(published), "--publish", str(tmp_path))
+    again = tmp_path / "procedural-ci"
+    before = (published / "README.md").read_text().split("## Provenance")[0]
+    assert (again / "README.md").read_text().split("## Provenance")[0] == before
+    assert (again / "results.csv").read_bytes() == (published / "results.csv").read_bytes()
+    assert "**source**: re-rendered from the export" in (again / "README.md").read_text()
+    key = ["metric", "method", "reference"]
+    ours = pd.read_csv(again / "across_pairs.csv").sort_values(key).reset_index(drop=True)
+    theirs = pd.read_csv(published / "across_pairs.csv").sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(ours, theirs, rtol=1e-12)
+    assert site_page(again).count('title="recomputed = stored"') == site_page(published).count(
+        'title="recomputed = stored"')
+
+
+def test_an_export_of_another_grid_is_refused(grid_run: GridRun, published: Path, tmp_path: Path):
+    export = tmp_path / "export"
+    export.mkdir()
+    for name in ("results.csv", "across_pairs.csv"):
+        (export / name).write_bytes((published / name).read_bytes())
+    trials = pd.read_csv(published / "trials.csv")
+    trials.loc[trials["role"] == "student", "id"] = "0123456789abcdef"
+    trials.to_csv(export / "trials.csv", index=False)
+    result = CliRunner().invoke(main, ["leaderboard", *GRID, "--results", str(grid_run.store),
+                                       "--from-export", str(export)])
+    assert result.exit_code != 0 and "not in this grid" in result.output
+    assert "trials.csv" in result.output
+
+
+def test_the_site_never_plays_a_trial_other_than_the_pages(
+    grid_run: GridRun, published: Path, tmp_path: Path
+):
+    """A store whose teacher scores differ from the page's (a re-run elsewhere) is not played."""
+    export = tmp_path / "export"
+    export.mkdir()
+    for name in ("results.csv", "across_pairs.csv"):
+        (export / name).write_bytes((published / name).read_bytes())
+    trials = pd.read_csv(published / "trials.csv")
+    trials.loc[trials["role"] == "teacher", "stoi"] += 0.01
+    trials.to_csv(export / "trials.csv", index=False)
+    leaderboard(grid_run.store, "--from-export", str(export), "--publish", str(tmp_path / "out"))
+    html = (tmp_path / "out" / "procedural-ci" / "site" / "index.html").read_text()
+    assert "teacher: trial" in html and "not the page&#x27;s trial" in html
+    examples = html.count('<article class="example">')
+    assert examples >= 1 and html.count('title="recomputed = stored"') == 3 * examples

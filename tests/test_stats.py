@@ -17,6 +17,7 @@ from kdbench.report.stats import (
     METHODOLOGY,
     across_pairs,
     holm,
+    mean_ci,
     min_p_over_seeds,
     rank_summary,
     seed_count_warning,
@@ -190,6 +191,26 @@ def test_ttest_matches_scipy_and_seed_stats_by_hand() -> None:
     assert kd["mean"] == pytest.approx(kd_means.mean())
     assert kd["std"] == pytest.approx(kd_means.std(ddof=1))
     assert kd["n_seeds"] == 5 and kd["complete"] and kd["seeds_missing"] == ()
+
+
+def test_mean_ci_by_hand() -> None:
+    diff = np.array([0.1, 0.3, -0.1, 0.2, 0.5])
+    half = sps.t.ppf(0.975, 4) * diff.std(ddof=1) / math.sqrt(5)
+    assert mean_ci(diff) == pytest.approx((diff.mean() - half, diff.mean() + half))
+    assert mean_ci(np.array([0.2, 0.2, 0.2])) == (0.2, 0.2)  # no spread: the point itself
+    assert all(math.isnan(v) for v in mean_ci(np.array([0.4])))
+
+
+def test_seed_level_ci_in_cells_and_across_pairs() -> None:
+    scores = make_scores({"none": 0.0, "kd": 0.1}, noise=0.3, rng_seed=7)
+    per_seed = scores.groupby(["method", "seed"])["value"].mean()
+    diff = per_seed["kd"].to_numpy() - per_seed["none"].to_numpy()
+    kd = row(summarize(scores, {"pesq": True}), "kd")
+    assert (kd["ci_low_none"], kd["ci_high_none"]) == pytest.approx(mean_ci(diff))
+    assert kd["ci_low_none"] < kd["delta_none"] < kd["ci_high_none"]
+    assert math.isnan(row(summarize(scores, {"pesq": True}), "none")["ci_low_none"])
+    unit = row(across_pairs(scores, {"pesq": True}), "kd")
+    assert (unit["ci_low"], unit["ci_high"]) == pytest.approx(mean_ci(diff))
 
 
 def test_cliffs_delta_by_hand() -> None:

@@ -207,12 +207,27 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--only-method", "only_methods", multiple=True, help="show only these method(s)")
 @click.option(
     "--publish", type=click.Path(file_okay=False), metavar="DIR",
-    help="write DIR/<dataset>-<preset>/ (README.md, CSV, LaTeX, plots, trial export)",
+    help="write DIR/<dataset>-<preset>/ (README.md, CSV, LaTeX, plots, trial export, site/)",
+)
+@click.option(
+    "--audio-pair", metavar="PAIR",
+    help="with --publish: the pair whose students the site plays (default: the first shown)",
+)
+@click.option(
+    "--claims", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+    help="with --publish: a Markdown file of claims shown in the site",
+)
+@click.option(
+    "--from-export", "from_export", type=click.Path(file_okay=False, exists=True),
+    metavar="DIR",
+    help="read a published page's export (trials.csv, results.csv, across_pairs.csv) "
+    "instead of the store's scores; the store still supplies checkpoints for audio",
 )
 @click.pass_context
 def leaderboard(
     ctx, preset, methods, pairs, seeds, overrides, results, fmt,
-    only_datasets, only_pairs, only_metrics, only_methods, publish,
+    only_datasets, only_pairs, only_metrics, only_methods, publish, audio_pair, claims,
+    from_export,
 ) -> None:
     """Print the leaderboard of a grid from the results store (nothing is trained).
 
@@ -222,16 +237,33 @@ def leaderboard(
     from kdbench.report.leaderboard import collect, render_terminal, select
 
     config, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results)
+    if from_export:
+        from kdbench.report.export import read_export
+
+        everything = read_export(Path(from_export), grid, config)
+    else:
+        everything = collect(grid, store, config)
     data = select(
-        collect(grid, store, config),
+        everything,
         datasets=only_datasets, pairs=only_pairs, metrics=only_metrics, methods=only_methods,
     )
     if publish:
         from kdbench.report.publish import publish as write_pages
 
-        for page in write_pages(data, Path(publish), _command_line(ctx)):
-            err_console.print(f"wrote {page}", markup=False)
+        source = None if not from_export else (
+            f"re-rendered from the export in `{from_export}` (trials.csv, results.csv, "
+            "across_pairs.csv), not from per-utterance scores: the per-pair tests are "
+            "carried over from results.csv; the across-pairs test, the confidence intervals "
+            "and the ranks are recomputed from the per-seed means in trials.csv (the "
+            "across-pairs table was checked equal to the published one)"
+        )
+        pages = write_pages(data, Path(publish), _command_line(ctx), store, claims=claims,
+                            audio_pair=audio_pair, source=source)
+        for page in pages:
+            err_console.print(f"wrote {page} and {page.parent / 'site' / 'index.html'}")
         return
+    if audio_pair or claims:
+        raise KdbenchError("--audio-pair and --claims go with --publish")
     if fmt == "terminal":
         render_terminal(data, console)
         return

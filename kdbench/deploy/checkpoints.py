@@ -38,6 +38,11 @@ def weights_crc32(spec: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor
     return crc
 
 
+def student_checkpoint(results_dir: Path | str, trial_id: str) -> Path:
+    """Where a student trial keeps its weights: `students/` beside the results database."""
+    return Path(results_dir) / "students" / f"{trial_id}.pt"
+
+
 def save_checkpoint(
     path: Path, spec: ModelSpec, model: torch.nn.Module, meta: dict[str, Any]
 ) -> None:

@@ -26,7 +26,7 @@ import torch
 import torchaudio.functional as AF
 
 from kdbench.api import MaskDenoiser, audio_info, read_audio, write_audio
-from kdbench.deploy.checkpoints import build_from_checkpoint
+from kdbench.deploy.checkpoints import build_from_checkpoint, student_checkpoint
 from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry
 from kdbench.run.store import Store
@@ -63,7 +63,7 @@ class Student:
 
 def checkpoint_path(store: Store, trial_id: str) -> Path:
     """Where `trial.py` saves a student's weights, relative to the store's folder."""
-    return store.path.parent / "students" / f"{trial_id}.pt"
+    return student_checkpoint(store.path.parent, trial_id)
 
 
 def _students(store: Store) -> pd.DataFrame:

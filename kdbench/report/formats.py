@@ -33,7 +33,7 @@ from kdbench.report.leaderboard import (
     wtl,
 )
 
-_STAT_COLUMNS = ("delta", "better", "p_holm", "p_wilcoxon", "p_ttest", "dz", "cliffs", "n_common")
+_STAT_COLUMNS = ("delta", "ci_low", "ci_high", "better", "p_holm", "p_wilcoxon", "p_ttest", "dz", "cliffs", "n_common")
 
 
 @dataclasses.dataclass

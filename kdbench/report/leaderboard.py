@@ -47,7 +47,9 @@ def block_label(dataset: str, test_set: str) -> str:
     return dataset if test_set == dataset else f"{dataset} → {test_set}"
 
 
-def _blocks(grid: Grid) -> dict[str, Block]:
+def blocks_of(grid: Grid) -> dict[str, Block]:
+    """The leaderboard blocks of a grid: each training dataset on its own test split, then
+    on each extra test set."""
     blocks = {}
     for name, dataset in grid.datasets.items():
         blocks[name] = Block(name, name, name, dataset)
@@ -91,8 +93,16 @@ class LeaderboardData:
     metrics: list[str]
     blocks: dict[str, Block] = dataclasses.field(default_factory=dict)
     platforms: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
-    teacher_level: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
-    variance: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    teacher_level: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["dataset", "test_set", *hierarchy.COMPARISON_COLUMNS]
+        )
+    )
+    variance: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["dataset", "test_set", *hierarchy.VARIANCE_COLUMNS]
+        )
+    )
 
     @property
     def teachers(self) -> int:
@@ -169,12 +179,32 @@ def _variance(scores: pd.DataFrame) -> pd.DataFrame:
     return hierarchy.variance_components(scores)
 
 
+def control_and_baseline(grid: Grid, config: Config) -> tuple[str | None, str | None]:
+    """The first control and the baseline that the grid runs (None where it runs neither)."""
+    control = next((m for m in config.run["controls"] if m in grid.methods), None)
+    baseline = config.run["baseline"] if config.run["baseline"] in grid.methods else None
+    return control, baseline
+
+
+def missing_trials(grid: Grid, done: set[str]) -> dict[tuple[str, str, str], int]:
+    """Student trials of the grid not in `done`, counted per (block, pair, method): a
+    missing trial is missing from every block of its dataset."""
+    missing: dict[tuple[str, str, str], int] = {}
+    for trial in grid.students:
+        if trial.id not in done:
+            for block in blocks_of(grid).values():
+                if block.dataset == trial.dataset:
+                    key = (block.label, trial.pair or "", trial.method or "")
+                    missing[key] = missing.get(key, 0) + 1
+    return missing
+
+
 def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
     """Read the grid's trials and scores from the store and compute every statistic once."""
     registry = get_registry()
     metrics = list(config.run["metrics"])
     higher = {name: registry.get("metrics", name).higher_is_better for name in metrics}
-    blocks = _blocks(grid)
+    blocks = blocks_of(grid)
     trials = store.trials(ds.identity for ds in grid.datasets.values())
     wanted = {trial.id for trial in grid.trials}
     trials = trials[trials["id"].isin(wanted)].reset_index(drop=True)
@@ -217,8 +247,7 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         if len(student_scores)
         else pd.DataFrame()
     )
-    control = next((m for m in config.run["controls"] if m in grid.methods), None)
-    baseline = config.run["baseline"] if config.run["baseline"] in grid.methods else None
+    control, baseline = control_and_baseline(grid, config)
     comparisons = [ref for ref in dict.fromkeys([control, baseline]) if ref]
     student_rows = done[done["role"] == "student"]
     student_size = {(row.pair, row.method): row.model for row in student_rows.itertuples()}
@@ -227,14 +256,7 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         platforms.setdefault((row.pair, row.method), set()).add(row.platform)
     teacher_rows = done[done["role"] == "teacher"]
     teacher_size = teacher_rows.iloc[0]["model"] if len(teacher_rows) else {}
-    present = set(done["id"])
-    missing: dict[tuple[str, str, str], int] = {}
-    for trial in grid.students:
-        if trial.id not in present:
-            for block in blocks.values():
-                if block.dataset == trial.dataset:
-                    key = (block.label, trial.pair or "", trial.method or "")
-                    missing[key] = missing.get(key, 0) + 1
+    missing = missing_trials(grid, set(done["id"]))
     return LeaderboardData(
         grid=grid,
         config=config,

@@ -18,6 +18,7 @@ import pandas as pd
 
 import kdbench
 from kdbench.api import version_of
+from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry
 from kdbench.report import hierarchy, stats
 from kdbench.report.formats import (
@@ -32,8 +33,10 @@ from kdbench.report.formats import (
     variance_table,
 )
 from kdbench.report.leaderboard import LeaderboardData, legend, select
+from kdbench.report.plots import FOREST_READING, cost_plot, forest_plot
 from kdbench.run.platform import describe
 from kdbench.run.platform import label as platform_label
+from kdbench.run.store import Store
 
 _CHECKPOINT_MEANING = {
     "last": "the weights after the last optimizer step",
@@ -130,7 +133,9 @@ def _hosts(data: LeaderboardData) -> str:
         prov = details.get("provenance", {}) if isinstance(details, dict) else {}
         if "host" in prov:
             seen[prov["host"]] = prov.get("cpu_count", "?")
-    return ", ".join(f"{host} ({cores} cores)" for host, cores in seen.items()) or "unknown"
+    return ", ".join(f"{host} ({cores} cores)" for host, cores in seen.items()) or (
+        "unknown (no trial record names its host)"
+    )
 
 
 def _metric_section(data: LeaderboardData) -> list[str]:
@@ -153,9 +158,13 @@ def _metric_section(data: LeaderboardData) -> list[str]:
     return lines
 
 
-def _provenance_section(
-    data: LeaderboardData, dataset: str, command: str, git: dict[str, str]
+def provenance_section(
+    data: LeaderboardData, dataset: str, command: str, git: dict[str, str],
+    source: str | None = None,
 ) -> list[str]:
+    """The provenance in Markdown; `git` is the source tree's state (`git_state()`) before
+    the page's files were written, `source` says where the numbers were read from when it
+    was not the store."""
     block = data.blocks[dataset]
     prepared = block.tested_on
     params = next(
@@ -169,6 +178,7 @@ def _provenance_section(
         "## Provenance",
         "",
         f"- **command**: `{command}`",
+        *([f"- **source**: {source}"] if source else []),
         f"- **kdbench**: {kdbench.__version__} (result version {kdbench.RESULT_VERSION}), "
         f"git commit `{git['commit']}`, dirty tree: {git['dirty']}",
         f"- **date**: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
@@ -211,21 +221,37 @@ def _provenance_section(
     return lines
 
 
-def page(
-    data: LeaderboardData, dataset: str, command: str, plots: dict[str, str], git: dict[str, str]
-) -> str:
-    """The README.md of one dataset's directory; `plots` maps a caption to a PNG file name,
-    `git` is the source tree's state (`git_state()`) before the page's files were written."""
+def grid_summary(data: LeaderboardData, dataset: str) -> str:
+    """The page's first sentence: the grid's size, how much of it is done, the references."""
     expected = len(data.grid.students) // max(1, len(data.grid.datasets))
-    missing = sum(count for (ds, _, _), count in data.missing.items() if ds == dataset)
-    lines = [
-        f"# kdbench leaderboard — {dataset}, preset `{data.config.preset}`",
-        "",
+    return (
         f"{len(data.pairs)} pair(s) × {len(data.methods)} method(s) "
         f"({', '.join(data.methods)}) × "
         f"{len(data.grid.seeds)} seed(s) = {expected} student trial(s), "
-        f"{expected - missing} done. Control: {data.control or '—'}; "
-        f"baseline: {data.baseline or data.config.run['baseline'] + ' (not in this grid)'}.",
+        f"{expected - _missing(data, dataset)} done. Control: {data.control or '—'}; "
+        f"baseline: {data.baseline or data.config.run['baseline'] + ' (not in this grid)'}."
+    )
+
+
+def _missing(data: LeaderboardData, dataset: str) -> int:
+    return sum(count for (ds, _, _), count in data.missing.items() if ds == dataset)
+
+
+def page(
+    data: LeaderboardData, dataset: str, plots: dict[str, str], provenance: list[str]
+) -> str:
+    """The README.md of one dataset's directory; `plots` maps a caption to a PNG file name,
+    `provenance` is the page's provenance section (`provenance_section`)."""
+    missing = _missing(data, dataset)
+    lines = [
+        f"# kdbench leaderboard — {dataset}, preset `{data.config.preset}`",
+        "",
+        grid_summary(data, dataset),
+        "",
+        "**[Open the site](site/index.html)** (`site/index.html`, static, works offline): "
+        "forest plots of each method's effect with confidence intervals, sortable and "
+        "filterable tables, quality vs cost, and audio examples where the trials' checkpoints "
+        "are available.",
         "",
     ]
     if missing:
@@ -286,10 +312,12 @@ def page(
     ]
     for caption, name in plots.items():
         lines += [f"![{caption}]({name})", ""]
-    lines += _provenance_section(data, dataset, command, git)
+    lines += [f"How to read the forest plots: {FOREST_READING}", ""]
+    lines += provenance
     lines += [
         "## Files",
         "",
+        "- `site/`: the same leaderboard as a static site (`site/index.html`), with audio.",
         "- `results.csv`: the summary rows of these tables (one per cell and reference).",
         "- `across_pairs.csv`: the across-pairs comparisons (one per metric, method and "
         "reference).",
@@ -301,10 +329,23 @@ def page(
     return "\n".join(lines)
 
 
-def publish(data: LeaderboardData, directory: Path, command: str) -> list[Path]:
-    """Write `directory/<dataset>-<preset>/` for every shown dataset; return the README paths."""
-    from kdbench.report.plots import cost_plot, seed_plot
+def publish(
+    data: LeaderboardData, directory: Path, command: str, store: Store,
+    claims: Path | None = None, audio_pair: str | None = None, source: str | None = None,
+) -> list[Path]:
+    """Write `directory/<dataset>-<preset>/` for every shown dataset; return the README paths.
 
+    `claims` is a Markdown file shown in the site's Claims section; `audio_pair` the pair
+    whose students the site plays (default: the first shown pair).
+    """
+    from kdbench.report.site import write_site
+
+    if claims is not None and not Path(claims).is_file():
+        raise KdbenchError(f"{claims}: no such claims file")
+    if audio_pair is not None and audio_pair not in data.pairs:
+        raise KdbenchError(
+            f"--audio-pair {audio_pair}: not shown on this page; shown: {', '.join(data.pairs)}"
+        )
     preset = Path(data.config.preset).stem
     git = git_state()  # before writing: a page published into the checkout must not dirty itself
     written = []
@@ -317,11 +358,13 @@ def publish(data: LeaderboardData, directory: Path, command: str) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
         plots = {}
         for metric in shown.metrics:
-            name = f"seeds-{metric}.png"
-            seed_plot(shown, dataset, metric, out / name)
-            plots[f"{metric}: per-seed scores, mean and 95 % CI per method"] = name
-        cost_plot(shown, dataset, out / "cost.png")
-        plots["quality vs student MACs"] = "cost.png"
+            name = f"forest-{metric}.png"
+            forest_plot(shown, dataset, metric, out / name)
+            plots[f"{metric}: effect of each method vs the control and the baseline"] = name
+        for metric in shown.metrics:
+            name = f"cost-{metric}.png"
+            cost_plot(shown, dataset, metric, out / name)
+            plots[f"{metric} vs student MACs"] = name
         results_frame(shown).to_csv(out / "results.csv", index=False)
         if len(shown.across_pairs):
             shown.across_pairs[shown.across_pairs["dataset"] == dataset].to_csv(
@@ -336,7 +379,10 @@ def publish(data: LeaderboardData, directory: Path, command: str) -> list[Path]:
         ]
         (out / "results.tex").write_text("\n\n".join(latex_table(t) for t in tables) + "\n")
         trials_export(shown, dataset).to_csv(out / "trials.csv", index=False)
+        provenance = provenance_section(shown, dataset, command, git, source)
+        write_site(shown, dataset, out, store, "\n".join(provenance), claims, audio_pair,
+                   grid_summary(shown, dataset))
         readme = out / "README.md"
-        readme.write_text(page(shown, dataset, command, plots, git))
+        readme.write_text(page(shown, dataset, plots, provenance))
         written.append(readme)
     return written

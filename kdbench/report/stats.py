@@ -31,6 +31,13 @@ Choices, and why:
 * Holm-Bonferroni adjusts the primary p over all comparisons of one table, a table being
   one (dataset, metric): every pair, every method and every reference in it. A comparison
   between two references (A vs B and B vs A) is one hypothesis and is counted once.
+* Confidence intervals (`ci_low_*`, `ci_high_*`; `ci_low`, `ci_high` across pairs): the
+  95 % t-interval of the mean difference over seed-level units (per cell the per-seed
+  differences, across pairs the (pair, seed) units), from `scipy.stats.ttest_1samp`. It is
+  over trained students, so it carries training randomness even where the per-cell p
+  (pooled utterances) does not; unadjusted for multiplicity. A t-interval rather than a
+  bootstrap because a bootstrap over 5 seeds has only a handful of distinct resamples and
+  is too narrow.
 * Effect sizes: d_z = mean / sample std of the per-seed differences (paired, across seeds);
   Cliff's delta = P(X > Y) - P(X < Y) between the method's and the reference's
   per-utterance scores pooled over the pairs the Wilcoxon test used. Cliff's delta ignores
@@ -50,8 +57,10 @@ from scipy import stats as sps
 
 __all__ = [
     "METHODOLOGY",
+    "CI_LEVEL",
     "across_pairs",
     "holm",
+    "mean_ci",
     "min_p_over_seeds",
     "rank_summary",
     "seed_count_warning",
@@ -68,9 +77,13 @@ METHODOLOGY = (
     "(unadjusted), Cohen's d_z over per-seed differences, and Cliff's delta between "
     "per-utterance scores. Across pairs, each (pair, seed) pair of trained students is one "
     "unit: Wilcoxon signed-rank over the per-unit differences of per-seed means, "
-    "Holm-adjusted per table; this test includes training randomness. Cells missing seeds "
-    "are flagged as incomplete."
+    "Holm-adjusted per table; this test includes training randomness. Confidence intervals "
+    "are 95 % t-intervals of the mean difference over seed-level units (per pair the "
+    "per-seed differences, across pairs the (pair, seed) units), unadjusted. Cells missing "
+    "seeds are flagged as incomplete."
 )
+
+CI_LEVEL = 0.95
 
 _COLUMNS = ("dataset", "pair", "method", "seed", "utterance", "metric", "value")
 _CELL = ["dataset", "pair", "metric"]
@@ -98,6 +111,21 @@ def seed_count_warning(n: int, alpha: float = 0.05) -> str | None:
         f"(smallest possible p = {floor:.4g}) within one pair; rely on the per-utterance "
         "test, the across-pairs test (every (pair, seed) one unit) or add seeds."
     )
+
+
+def mean_ci(diff: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
+    """The t-interval of the mean of `diff` (seed-level units); NaNs below two units.
+
+    Identical units have no spread, so their interval is the point itself, where scipy
+    would return NaN from 0/0.
+    """
+    diff = np.asarray(diff, dtype=float)
+    if diff.size < 2:
+        return (np.nan, np.nan)
+    if np.all(diff == diff[0]):
+        return (float(diff[0]), float(diff[0]))
+    interval = sps.ttest_1samp(diff, 0.0).confidence_interval(level)
+    return (float(interval.low), float(interval.high))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -131,7 +159,8 @@ def summarize(
 
     Columns: dataset, pair, metric, method, n_seeds, seeds_missing (tuple), complete,
     mean, std, n_undefined, then for each reference R: n_common_R (common seeds),
-    n_pairs_R (utterance pairs tested), delta_R, better_R (nullable boolean), p_ttest_R,
+    n_pairs_R (utterance pairs tested), delta_R, ci_low_R, ci_high_R (`mean_ci` over the
+    per-seed differences), better_R (nullable boolean), p_ttest_R,
     p_wilcoxon_R, p_holm_R, dz_R, cliffs_R. Comparison columns are NaN / <NA> where R is
     the method itself or absent from the (dataset, pair, metric). See the module docstring
     for the statistical choices.
@@ -219,7 +248,8 @@ def across_pairs(
     an independently trained pair of students, so training randomness is in the test; the
     price is that it asks a question about the whole suite of pairs, not about one pair.
     Columns: dataset, metric, method, reference, n_units, delta (mean difference),
-    n_better (units where the method is strictly better), p_wilcoxon, p_holm.
+    ci_low, ci_high (`mean_ci` over the units), n_better (units where the method is
+    strictly better), p_wilcoxon, p_holm.
     """
     _validate(scores, higher_is_better)
     unit = ["dataset", "pair", "seed", "metric"]
@@ -234,16 +264,18 @@ def across_pairs(
                 if method == ref:
                     continue
                 diff = (table[method] - table[ref]).dropna().to_numpy()
+                low, high = mean_ci(diff)
                 rows.append({
                     "dataset": dataset, "metric": metric, "method": method, "reference": ref,
                     "n_units": int(diff.size),
                     "delta": float(diff.mean()) if diff.size else np.nan,
+                    "ci_low": low, "ci_high": high,
                     "n_better": int((sign * diff > 0).sum()),
                     "p_wilcoxon": _signed_rank(diff),
                 })
     out = pd.DataFrame(rows, columns=[
-        "dataset", "metric", "method", "reference", "n_units", "delta", "n_better",
-        "p_wilcoxon", "p_holm",
+        "dataset", "metric", "method", "reference", "n_units", "delta", "ci_low", "ci_high",
+        "n_better", "p_wilcoxon", "p_holm",
     ])
     for _, table in out.groupby(_TABLE, sort=False):
         tested = table[table["p_wilcoxon"].notna()]
@@ -275,6 +307,8 @@ def _summary_columns(references: Sequence[str]) -> list[str]:
             f"n_common_{ref}",
             f"n_pairs_{ref}",
             f"delta_{ref}",
+            f"ci_low_{ref}",
+            f"ci_high_{ref}",
             f"better_{ref}",
             f"p_ttest_{ref}",
             f"p_wilcoxon_{ref}",
@@ -329,6 +363,8 @@ def _no_comparison(ref: str) -> dict[str, object]:
         f"n_common_{ref}": 0,
         f"n_pairs_{ref}": 0,
         f"delta_{ref}": np.nan,
+        f"ci_low_{ref}": np.nan,
+        f"ci_high_{ref}": np.nan,
         f"better_{ref}": pd.NA,
         f"p_ttest_{ref}": np.nan,
         f"p_wilcoxon_{ref}": np.nan,
@@ -347,10 +383,13 @@ def _compare(
     x, y = utts[method].to_numpy(), utts[ref].to_numpy()
     delta = float(diff.mean()) if diff.size else np.nan
     better: object = pd.NA if np.isnan(delta) else bool(delta > 0 if higher else delta < 0)
+    low, high = mean_ci(diff)
     return {
         f"n_common_{ref}": int(diff.size),
         f"n_pairs_{ref}": int(x.size),
         f"delta_{ref}": delta,
+        f"ci_low_{ref}": low,
+        f"ci_high_{ref}": high,
         f"better_{ref}": better,
         f"p_ttest_{ref}": _paired_t(seeds[method].to_numpy(), seeds[ref].to_numpy()),
         f"p_wilcoxon_{ref}": _signed_rank(x - y),

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
-from kdbench.deploy.checkpoints import build_from_checkpoint, save_checkpoint
+from kdbench.deploy.checkpoints import build_from_checkpoint, save_checkpoint, student_checkpoint
 from kdbench.deploy.cost import model_cost
 from kdbench.errors import NotApplicable, TrialDiverged
 from kdbench.plugin.registry import get_registry
@@ -232,7 +232,7 @@ def _run_student(
         }
     outcome.details["extra_params"] = kd_loss.extra_parameters()
     save_checkpoint(
-        student_checkpoint(trial),
+        student_checkpoint(trial.results_dir, trial.id),
         student_spec,
         student,
         {
@@ -247,10 +247,6 @@ def _run_student(
     outcome.model = model_cost(student, dataset.sample_rate)
 
 
-def student_checkpoint(trial: Trial) -> Path:
-    return Path(trial.results_dir) / "students" / f"{trial.id}.pt"
-
-
 def _run_score_only(trial: Trial, dataset: PreparedDataset, outcome: Outcome) -> None:
     """Score a finished trial's model on test sets added since it ran, without training:
     the student from its saved checkpoint, the teacher from the teacher cache."""
@@ -263,7 +259,7 @@ def _run_score_only(trial: Trial, dataset: PreparedDataset, outcome: Outcome) ->
             registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir)
         )
     else:
-        model, _ = build_from_checkpoint(student_checkpoint(trial), registry)
+        model, _ = build_from_checkpoint(student_checkpoint(trial.results_dir, trial.id), registry)
     outcome.scores = _score(trial, dataset, lambda test: _denoised(model, test))
 
 

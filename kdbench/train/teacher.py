@@ -29,6 +29,11 @@ def teacher_key(spec: ModelSpec, dataset: PreparedDataset, settings: Mapping[str
     )
 
 
+def teacher_checkpoint(cache_dir: Path, key: str) -> Path:
+    """Where the teacher with `key` (`teacher_key`) is cached."""
+    return Path(cache_dir) / "teachers" / f"{key}.pt"
+
+
 def freeze(model: MaskDenoiser) -> MaskDenoiser:
     model.eval()
     for parameter in model.parameters():
@@ -46,7 +51,7 @@ def get_teacher(
 ) -> tuple[MaskDenoiser, dict[str, Any]]:
     """The frozen teacher and its checkpoint metadata, training it if not cached."""
     key = teacher_key(spec, dataset, settings)
-    path = cache_dir / "teachers" / f"{key}.pt"
+    path = teacher_checkpoint(cache_dir, key)
     lock = path.with_name(path.name + ".lock")
 
     def build() -> None:
