@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from kdbench.run.platform import describe, label
+
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "BENCHMARKS.md"
 PREAMBLE = """# Benchmarks
@@ -101,16 +103,6 @@ def _git(*args: str) -> str:
         return "unknown"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def provenance() -> str:
     """Command, machine, commit and date: what a reader needs to trust or redo a figure.
 
@@ -124,7 +116,7 @@ def provenance() -> str:
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return "\n".join([
         f"- command: `{command}`",
-        f"- machine: {_cpu_model()}, {os.cpu_count()} cores; load average at the end {load}",
+        f"- machine: {label(describe())}, {os.cpu_count()} cores; load average at the end {load}",
         f"- commit: `{_git('rev-parse', 'HEAD')}`{dirty}",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"- software: Python {platform.python_version()}, torch {torch.__version__}",

@@ -36,6 +36,12 @@ RUN_PARAMS: dict[str, Param] = {
     "baseline": Param("", "the method that the name `baseline` stands for", str),
     "seeds": Param([0, 1, 2], "student seeds; a seed fixes init and data order", list, item_type=int),
     "metrics": Param([], "per-utterance metrics on the test split", list),
+    "test_datasets": Param(
+        [],
+        "extra test sets: every student, teacher and the noisy input are also scored on "
+        "each one's test split (cross-corpus evaluation), one leaderboard block each",
+        list,
+    ),
     "executor": Param("local", "where trials run", str),
     "jobs": Param(1, "trials run at once", int),
     "results": Param("kdbench-results/results.db", "the SQLite results store", str),
@@ -67,7 +73,13 @@ TEACHER_PARAMS: dict[str, Param] = {
     **TRAIN_PARAMS,
     "steps": Param(1200, "optimizer steps of the teacher", int),
     "checkpoint": Param("best_valid", "teacher weights kept", str, CHECKPOINT_POLICIES),
-    "seed": Param(0, "teacher seed: one teacher per (spec, dataset, seed)", int),
+    "seeds": Param(
+        [0],
+        "teacher seeds, one teacher per (spec, dataset, seed); with several, student seed s "
+        "distils from teacher seeds[s % len(seeds)] (students nested within teachers)",
+        list,
+        item_type=int,
+    ),
 }
 
 CORE_SECTIONS: dict[str, dict[str, Param]] = {
@@ -87,9 +99,17 @@ class Config:
     train: dict[str, Any]
     teacher: dict[str, Any]
     plugins: dict[str, dict[str, dict[str, Any]]]
+    registry: Registry = dataclasses.field(repr=False, compare=False)
 
     def plugin_params(self, section: str, name: str) -> dict[str, Any]:
-        return dict(self.plugins.get(section, {}).get(name, {}))
+        """The plugin's parameters, validated, typed and defaulted: the one place they are
+        resolved, so the grid, the commands and the plugin itself all see the same values."""
+        if name not in self.plugins.get(section, {}):
+            plugin = self.registry.get(PLUGIN_SECTIONS[section], name)
+            self.plugins.setdefault(section, {})[name] = resolve_params(
+                f"{section}.{name}", plugin.params, {}
+            )
+        return dict(self.plugins[section][name])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -161,8 +181,7 @@ def _check_plugin_sections(
             if not isinstance(params, dict):
                 raise ConfigError(f"{section}.{name}: expected a table of parameters")
             plugin = registry.get(kind, name)
-            resolve_params(f"{section}.{name}", plugin.params, params)
-            checked[section][name] = dict(params)
+            checked[section][name] = resolve_params(f"{section}.{name}", plugin.params, params)
     return checked
 
 
@@ -189,10 +208,13 @@ def load_config(
     for key in ("datasets", "metrics"):
         if not resolved["run"][key]:
             raise ConfigError(f"run.{key}: the preset names none; set at least one")
+    if not resolved["teacher"]["seeds"]:
+        raise ConfigError("teacher.seeds: name at least one teacher seed")
     return Config(
         preset=preset,
         run=resolved["run"],
         train=resolved["train"],
         teacher=resolved["teacher"],
         plugins=_check_plugin_sections(raw, registry),
+        registry=registry,
     )

@@ -1,15 +1,18 @@
-"""Helpers the runner tests load into worker processes: faulty KD methods (registered
-through KDBENCH_PLUGINS) and plain work functions for the local executor."""
+"""Helpers the runner tests load into worker processes: faulty KD methods and a test-only
+dataset (registered through KDBENCH_PLUGINS) and plain work functions for the local
+executor."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from kdbench.api import KDLoss, KDMethod, hookimpl
+from kdbench.api import Dataset, KDLoss, KDMethod, PreparedDataset, Utterance, hookimpl
 
 
 class _FaultyLoss(KDLoss):
@@ -61,3 +64,27 @@ def flaky(item: str, on_step: Any) -> str:
     if on_step is not None:
         on_step(1, 1)
     return item.upper()
+
+
+class ToneTestSet(Dataset):
+    """A test-only set for cross-corpus tests: two noisy tones, generated, no cache."""
+
+    name = "test_tones"
+    description = "test: two noisy tones, test split only"
+
+    def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
+        rng = np.random.default_rng(7)
+        time = np.arange(8000) / 16000
+        utterances = []
+        for index, frequency in enumerate((220.0, 440.0)):
+            clean = (0.3 * np.sin(2 * np.pi * frequency * time)).astype(np.float32)
+            noisy = (clean + 0.1 * rng.standard_normal(clean.size)).astype(np.float32)
+            utterances.append(Utterance(f"tone{index}", clean, noisy, {"snr_db": 10.0}))
+        return PreparedDataset(
+            self.name, "tones-v1", 16000, {"train": [], "valid": [], "test": utterances}
+        )
+
+
+@hookimpl
+def kdbench_register_datasets(register: Any) -> None:
+    register.add(ToneTestSet())

@@ -20,8 +20,8 @@ from signals import speech_like, white_noise_at_snr
 
 from kdbench.api import ModelSpec, Utterance
 from kdbench.cli import main
-from kdbench.deploy.checkpoints import build_from_checkpoint, load_checkpoint, save_checkpoint
 from kdbench.deploy import denoise as deploy
+from kdbench.deploy.checkpoints import build_from_checkpoint, load_checkpoint, save_checkpoint
 from kdbench.deploy.streaming import StreamingDenoiser, stream_denoise, time_reach
 from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry

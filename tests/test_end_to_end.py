@@ -7,6 +7,8 @@ import sqlite3
 from click.testing import CliRunner
 
 from kdbench.cli import main
+from kdbench.config import load_config
+from kdbench.plugin.registry import get_registry
 
 TINY = [
     "--preset", "ci",
@@ -62,7 +64,13 @@ def test_dry_run_counts_the_paper_grid_and_estimates_it_without_data(tmp_path, m
         main, ["run", "--preset", "paper", "--method", "all", "--dry-run"]
     )
     assert result.exit_code == 0, result.output
-    assert "350 student trial(s), 1 teacher(s)" in result.output  # 5 pairs × 7 methods × 10 seeds
+    registry = get_registry()
+    config = load_config("paper", registry=registry)
+    pairs = [n for n in registry.names("pairs") if registry.get("pairs", n).suite == "paper"]
+    students = len(pairs) * len(registry.names("methods")) * len(config.run["seeds"])
+    teacher_specs = {repr(registry.get("pairs", n).teacher.to_json()) for n in pairs}
+    teachers = len(teacher_specs) * len(config.teacher["seeds"])
+    assert f"{students} student trial(s), {teachers} teacher(s)" in result.output
     assert "GPU-hours at an assumed effective 4 TFLOP/s" in result.output
     assert "paper_width_depth" in result.output
     assert not (tmp_path / "kdbench-results").exists()

@@ -1,36 +1,25 @@
 """Every hook is documented where it is declared, in docs/plugins.md, and tested here.
 
-Each `test_hook_<name>` registers a third-party object through that hook (a module loaded
-with KDBENCH_PLUGINS, as an installed plugin would be) and checks kdbench uses it.
+Each `test_hook_<name>` checks what a third-party object registered through that hook
+(tests/hook_stubs.py, loaded with KDBENCH_PLUGINS as an installed plugin would be) did in
+one whole grid run through the real command line, runner, trials and evaluation.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
+from click.testing import CliRunner
 
-from kdbench import api
+from kdbench.cli import main
+from kdbench.config import load_config
 from kdbench.plugin.hookdocs import hook_functions, render_hook_reference
-from kdbench.plugin.registry import make_registry
+from kdbench.plugin.registry import get_registry
+from kdbench.run.grid import build_grid
+from kdbench.run.store import Store
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
-
-
-def _registry_with(monkeypatch, hook_name: str, obj) -> object:
-    module = types.ModuleType(f"third_party_{hook_name}")
-
-    def implementation(register):
-        register.add(obj)
-
-    setattr(module, hook_name, api.hookimpl(implementation))
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setenv("KDBENCH_PLUGINS", module.__name__)
-    return make_registry()
 
 
 @pytest.mark.parametrize("name", [name for name, _ in hook_functions()])
@@ -45,78 +34,69 @@ def test_the_docs_hook_reference_is_up_to_date():
     assert render_hook_reference() in DOCS.read_text(), "run: python -m kdbench.plugin.hookdocs"
 
 
-def test_hook_kdbench_register_methods(monkeypatch):
-    class Zero(api.KDMethod):
-        name = "zero_kd"
-        description = "no-op"
-        needs_teacher = False
-
-        def build(self, teacher_latents, student_latents):
-            return api.KDLoss()
-
-    registry = _registry_with(monkeypatch, "kdbench_register_methods", Zero)
-    assert registry.get("methods", "zero_kd") is Zero
-
-
-def test_hook_kdbench_register_pairs(monkeypatch):
-    pair = api.ArchitecturePair(
-        "tiny", "tiny pair", api.ModelSpec("unet", {"channels": [4]}),
-        api.ModelSpec("unet", {"channels": [2]}), varies="width",
-    )
-    registry = _registry_with(monkeypatch, "kdbench_register_pairs", pair)
-    assert registry.get("pairs", "tiny") is pair
-    assert "tiny" in registry.select("pairs", "all")
-
-
-def test_hook_kdbench_register_models(monkeypatch):
-    class Identity(api.MaskDenoiser):
-        def mask_network(self, magnitude):
-            return torch.ones_like(magnitude), {"bottleneck": magnitude}
-
-    family = api.ModelFamily("identity", "passes the input", lambda params: Identity())
-    registry = _registry_with(monkeypatch, "kdbench_register_models", family)
-    model = registry.get("models", "identity").build({})
-    wave = torch.randn(1, 4096)
-    assert torch.allclose(model.denoise(wave), wave, atol=1e-4)
+@pytest.fixture(scope="module")
+def stub_grid(tmp_path_factory):
+    """A whole grid of the stubs, run by the real CLI, runner, trial and evaluation."""
+    folder = tmp_path_factory.mktemp("hooks")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDBENCH_PLUGINS", "hook_stubs")
+        patch.setenv("KDBENCH_CACHE", str(folder / "cache"))
+        registry = get_registry(reload=True)
+        settings = [
+            "run.datasets=tones", "run.pairs=tiny", "run.metrics=peak_ratio",
+            "run.executor=reversed", "run.seeds=0,1", "run.baseline=",
+        ]
+        results = folder / "results.db"
+        args = ["run", "--preset", "ci", "--method", "zero_kd", "--results", str(results)]
+        outcome = CliRunner().invoke(main, [*args, *(a for s in settings for a in ("--set", s))])
+        assert outcome.exit_code == 0, outcome.output
+        config = load_config("ci", settings, registry)
+        grid = build_grid(config, registry, folder / "cache", folder, methods="zero_kd")
+        store = Store(results)
+        yield grid, store, store.trials(), store.scores(store.trials()["id"])
+    get_registry(reload=True)
 
 
-def test_hook_kdbench_register_metrics(monkeypatch):
-    class PeakRatio(api.Metric):
-        name = "peak_ratio"
-        description = "peak of estimate over peak of clean"
-
-        def compute(self, clean, estimate, sample_rate):
-            return float(np.abs(estimate).max() / np.abs(clean).max())
-
-    registry = _registry_with(monkeypatch, "kdbench_register_metrics", PeakRatio())
-    metric = registry.get("metrics", "peak_ratio")
-    assert metric.compute(np.ones(4), 2 * np.ones(4), 16000) == 2.0
+def test_hook_kdbench_register_methods(stub_grid):
+    grid, _, trials, _ = stub_grid
+    students = trials[trials["role"] == "student"]
+    assert set(students["method"]) == {"zero_kd", "none"}
+    assert set(students["status"]) == {"done"}
+    assert grid.methods == ["none", "zero_kd"]
 
 
-def test_hook_kdbench_register_datasets(monkeypatch, tmp_path):
-    class Constant(api.Dataset):
-        name = "constant"
-        description = "one utterance of ones"
-
-        def prepare(self, params, cache_dir):
-            utterance = api.Utterance("u", np.ones(16000, np.float32), np.ones(16000, np.float32))
-            splits = {"train": [utterance], "valid": [utterance], "test": [utterance]}
-            return api.PreparedDataset("constant", "c0", 16000, splits)
-
-    registry = _registry_with(monkeypatch, "kdbench_register_datasets", Constant())
-    prepared = registry.get("datasets", "constant").prepare({}, tmp_path)
-    assert prepared.identity == "c0" and len(prepared.splits["test"]) == 1
+def test_hook_kdbench_register_pairs(stub_grid):
+    grid, _, trials, _ = stub_grid
+    assert grid.pairs == ["tiny"]
+    assert set(trials["pair"].dropna()) == {"tiny"}
 
 
-def test_hook_kdbench_register_executors(monkeypatch):
-    class Reversed(api.Executor):
-        name = "reversed"
-        description = "runs items last to first"
+def test_hook_kdbench_register_models(stub_grid):
+    _, _, trials, _ = stub_grid
+    teacher = trials[trials["role"] == "teacher"].iloc[0]
+    assert teacher["spec"]["teacher_spec"]["family"] == "gain"
+    assert teacher["model"]["params"] == 257  # the cost columns measured the stub itself
 
-        def run(self, work, items, jobs, params, lost):
-            for item in reversed(items):
-                yield work(item)
 
-    registry = _registry_with(monkeypatch, "kdbench_register_executors", Reversed())
-    executor = registry.get("executors", "reversed")
-    assert list(executor.run(lambda x: x * 2, [1, 2, 3], 1, {}, lambda i, r: None)) == [6, 4, 2]
+def test_hook_kdbench_register_metrics(stub_grid):
+    _, _, trials, scores = stub_grid
+    assert set(scores["metric"]) == {"peak_ratio"}
+    noisy = trials.loc[trials["role"] == "noisy", "id"].iloc[0]
+    ratios = scores.loc[scores["trial_id"] == noisy, "value"]
+    assert len(ratios) == 2 and all(1.0 < r < 1.6 for r in ratios)  # noise raises the peak
+
+
+def test_hook_kdbench_register_datasets(stub_grid):
+    grid, _, trials, scores = stub_grid
+    assert set(trials["dataset_identity"]) == {"tones-0"}
+    assert set(scores["utterance"]) == {"test0", "test1"}
+    assert grid.datasets["tones"].identity == "tones-0"
+
+
+def test_hook_kdbench_register_executors(stub_grid):
+    from hook_stubs import Reversed
+
+    grid, _, trials, _ = stub_grid
+    stages = [[t.id for t in grid.references], [t.id for t in grid.students]]
+    assert Reversed.ran == [tid for stage in stages for tid in reversed(stage)]
+    assert len(trials) == len(grid.trials)

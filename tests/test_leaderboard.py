@@ -147,10 +147,11 @@ def test_every_format_renders(grid_run: GridRun, fmt: str):
         across = document["across_pairs"]
         assert {(r["method"], r["reference"]) for r in across} == {("none", "cosine"), ("cosine", "none")}
         assert all(r["n_units"] == 2 for r in across)  # one pair × two seeds
-    elif fmt == "latex":
-        assert text.count("\\begin{tabular}") == text.count("\\end{tabular}") == len(METRICS) + 2
+        assert {row["metric"] for row in document["variance_components"]} == set(METRICS)
+    elif fmt == "latex":  # a table per metric, then ranks, across pairs and variance shares
+        assert text.count("\\begin{tabular}") == text.count("\\end{tabular}") == len(METRICS) + 3
     elif fmt == "html":
-        assert text.count("<table>") == len(METRICS) + 2
+        assert text.count("<table>") == len(METRICS) + 3
     else:
         assert "| pair | method |" in text and "rank summary" in text
 

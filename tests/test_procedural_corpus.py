@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from kdbench_plugins.datasets.procedural import generate, plugin
-from kdbench_plugins.datasets.procedural.noise import NOISE_TYPES, make_noise, mix
+from kdbench_plugins.datasets.procedural.noise import NOISE_TYPES, make_noise, mix_at_snr
 from kdbench_plugins.datasets.procedural.plugin import ProceduralDataset
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, draw_talker, synthesize
 from pesq import pesq
@@ -63,7 +63,7 @@ def test_each_noise_type_is_finite_unit_rms_and_of_the_right_length(kind: str) -
 def test_mix_hits_the_requested_snr(kind: str, snr: float) -> None:
     rng = np.random.default_rng(2)
     clean = synthesize(draw_talker(rng, "t"), rng, 1.0)
-    noisy = mix(clean, make_noise(kind, rng, clean.size), snr)
+    noisy = mix_at_snr(clean, make_noise(kind, rng, clean.size), snr)
     assert snr_of(clean, noisy) == pytest.approx(snr, abs=0.1)
 
 

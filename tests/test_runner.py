@@ -30,7 +30,7 @@ from kdbench.plugin.registry import get_registry
 from kdbench.run.evaluate import Score
 from kdbench.run.grid import build_grid
 from kdbench.run.runner import run_grid
-from kdbench.run.store import Store
+from kdbench.run.store import SCHEMA_VERSION, Store
 from kdbench.run.trial import Outcome, Trial
 
 TESTS = Path(__file__).parent
@@ -89,9 +89,22 @@ def fake_trial(index: int) -> Trial:
 
 
 def test_store_opens_a_version_1_database_and_migrates_it(tmp_path: Path) -> None:
-    store = Store(a_version_1_store(tmp_path / "v1.db"))
-    assert store.schema_version() == 2
+    path = a_version_1_store(tmp_path / "v1.db")
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO trials (id, role, status, dataset, dataset_identity, spec, model, "
+            "details) VALUES ('kid', 'student', 'done', 'd', 'd0', "
+            "'{\"teacher_settings\": {\"seed\": 3}}', '{}', '{}')"
+        )
+        db.execute("INSERT INTO scores VALUES ('kid', 'u1', 'm', 0.5, NULL)")
+    db.close()
+    store = Store(path)
+    assert store.schema_version() == SCHEMA_VERSION == 3
     assert store.statuses(["old"]) == {"old": "done"}
+    scores = store.scores(["kid"])
+    assert list(zip(scores["test_set"], scores["value"])) == [("d", 0.5)]
+    trials = store.trials().set_index("id")
+    assert trials.loc["kid", "teacher_seed"] == 3 and trials["platform"].isna().all()
     store.mark_running("new", os.getpid(), "host", time.time())
     assert list(store.running()["trial_id"]) == ["new"]
 

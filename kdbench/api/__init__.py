@@ -8,7 +8,7 @@ belongs here. The submodules group the contracts by kind; their names are not pa
 API, `kdbench.api` is.
 """
 
-from kdbench.api.datasets import Dataset, PreparedDataset, Utterance
+from kdbench.api.datasets import Dataset, PreparedDataset, Utterance, version_of
 from kdbench.api.executors import (
     Event,
     Executor,
@@ -98,5 +98,6 @@ __all__ = [
     "staged_directory",
     "started_here",
     "throttled",
+    "version_of",
     "write_audio",
 ]

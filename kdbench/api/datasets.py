@@ -4,6 +4,7 @@ changes whenever their content does, so caches and results know what they were m
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,12 +36,26 @@ class PreparedDataset:
 
 
 class Dataset:
-    """A source of (clean, noisy) pairs for the train, valid and test splits."""
+    """A source of (clean, noisy) pairs for the train, valid and test splits.
+
+    A `test_only` dataset (real recordings too few to train on) prepares a `test` split
+    alone; a grid refuses it in `run.datasets`, where it would be trained on, and takes it
+    in `run.test_datasets`.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
     params: ClassVar[Mapping[str, Param]] = {}
+    test_only: ClassVar[bool] = False
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Load or generate the splits (caching under `cache_dir`) for resolved `params`."""
         raise NotImplementedError
+
+
+def version_of(distribution: str) -> str:
+    """The installed version of a package, for provenance (`Metric.provenance`, pages)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

@@ -101,7 +101,6 @@ def run(
     if dry_run:
         _dry_run(preset, methods, pairs, seeds, overrides, assume_tflops)
         return
-    from kdbench.api import resolve_params
     from kdbench.report.leaderboard import collect, render_terminal
     from kdbench.run.runner import pending, run_grid
 
@@ -122,9 +121,7 @@ def run(
     )
     registry = get_registry()
     executor = registry.get("executors", config.run["executor"])
-    executor_params = resolve_params(
-        f"executor.{executor.name}", executor.params, config.plugin_params("executor", executor.name)
-    )
+    executor_params = config.plugin_params("executor", executor.name)
     err_console.print(
         f"[bold]kdbench {__version__}[/bold] preset {preset}: {len(grid.students)} student "
         f"trial(s) = {len(grid.pairs)} pair(s) × {len(grid.methods)} method(s) "

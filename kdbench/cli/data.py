@@ -10,7 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from kdbench.api import PreparedDataset, resolve_params, write_audio
+from kdbench.api import PreparedDataset, write_audio
 from kdbench.config import load_config
 from kdbench.files.cache import cache_root
 from kdbench.plugin.registry import get_registry
@@ -27,8 +27,7 @@ def prepare(name: str | None, preset: str, overrides: tuple[str, ...]) -> Prepar
     config = load_config(preset, overrides, registry)
     name = name or config.run["datasets"][0]
     plugin = registry.get("datasets", name)
-    params = resolve_params(f"dataset.{name}", plugin.params, config.plugin_params("dataset", name))
-    return plugin.prepare(params, cache_root())
+    return plugin.prepare(config.plugin_params("dataset", name), cache_root())
 
 
 def speaker(meta: dict) -> str | None:

@@ -28,6 +28,8 @@ from kdbench.report.leaderboard import (
     mean_std,
     seeds_label,
     significance_mark,
+    teacher_level_cells,
+    variance_cells,
     wtl,
 )
 
@@ -121,7 +123,7 @@ def display_tables(data: LeaderboardData) -> list[DisplayTable]:
     best = best_methods(data)
     tables = []
     for dataset in data.datasets:
-        identity = data.grid.datasets[dataset].identity
+        identity = data.blocks[dataset].tested_on.identity
         for metric in data.metrics:
             arrow = "↑" if data.higher_is_better[metric] else "↓"
             header = ["pair", "method", "params", "MAC/s", "seeds", f"{metric} {arrow} mean ± std"]
@@ -203,6 +205,33 @@ def across_pairs_table(data: LeaderboardData, dataset: str) -> DisplayTable:
     return DisplayTable(f"{dataset} — across pairs, each trained pair of students one unit", header, rows)
 
 
+def teacher_level_table(data: LeaderboardData, dataset: str) -> DisplayTable:
+    """Pooled over pairs with the teacher as a random factor (kdbench.report.hierarchy)."""
+    header = ["metric", "method"]
+    for ref in data.comparisons:
+        header += [f"Δ vs {ref}", "95 % CI", "p (Holm)", "teachers better"]
+    rows = [
+        [Cell(metric), Cell(method)] + [
+            Cell(text) for ref in data.comparisons
+            for text in teacher_level_cells(data, dataset, metric, method, ref)
+        ]
+        for metric in data.metrics
+        for method in data.methods
+    ]
+    title = f"{dataset} — teacher as a random factor ({data.teachers} teacher(s)), pooled over pairs"
+    return DisplayTable(title, header, rows)
+
+
+def variance_table(data: LeaderboardData, dataset: str) -> DisplayTable:
+    """Median variance shares of the student scores: teacher, seed, utterance, residual."""
+    header = ["metric", "teacher", "seed", "utterance", "residual"]
+    rows = [
+        [Cell(metric), *(Cell(text) for text in variance_cells(data, dataset, metric))]
+        for metric in data.metrics
+    ]
+    return DisplayTable(f"{dataset} — where the spread of student scores comes from", header, rows)
+
+
 # --------------------------------------------------------------------------- markup
 
 
@@ -269,6 +298,9 @@ def _all_tables(data: LeaderboardData) -> list[DisplayTable]:
     tables = display_tables(data)
     for dataset in data.datasets:
         tables += [rank_table(data, dataset), across_pairs_table(data, dataset)]
+        if data.teachers > 1:
+            tables.append(teacher_level_table(data, dataset))
+        tables.append(variance_table(data, dataset))
     return tables
 
 
@@ -311,13 +343,15 @@ def render_json(data: LeaderboardData) -> str:
         ]
     document = {
         "preset": data.config.preset,
-        "datasets": {name: data.grid.datasets[name].identity for name in data.datasets},
+        "datasets": {name: data.blocks[name].tested_on.identity for name in data.datasets},
         "seeds": list(data.grid.seeds),
         "control": data.control,
         "baseline": data.baseline,
         "results": _records(results_frame(data)),
         "ranks": _records(ranks),
         "across_pairs": _records(across),
+        "teacher_level": _records(data.teacher_level),
+        "variance_components": _records(data.variance),
     }
     return json.dumps(document, indent=2) + "\n"
 

@@ -16,26 +16,56 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from kdbench.api import PreparedDataset
 from kdbench.config import Config
 from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry
-from kdbench.report import stats
+from kdbench.report import hierarchy, stats
 from kdbench.run.grid import Grid
 from kdbench.run.store import Store
 
+PLATFORM_MARK = "§"
+"""A cell whose trials ran on more than one numeric platform (`kdbench.run.platform`)."""
 CONTROL_MARKS = ("*", "**")
 """Significance vs the control (p_holm < 0.05, < 0.01)."""
 BASELINE_MARKS = ("†", "‡")
 """Significance vs the baseline; different symbols so the two comparisons never blur."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One leaderboard block: models trained on `dataset`, scored on the test split of
+    `test_set` (the same name for the in-domain block, another for cross-corpus ones)."""
+
+    label: str
+    dataset: str
+    test_set: str
+    tested_on: PreparedDataset
+
+
+def block_label(dataset: str, test_set: str) -> str:
+    return dataset if test_set == dataset else f"{dataset} → {test_set}"
+
+
+def _blocks(grid: Grid) -> dict[str, Block]:
+    blocks = {}
+    for name, dataset in grid.datasets.items():
+        blocks[name] = Block(name, name, name, dataset)
+        for test_name, test in grid.test_datasets.items():
+            label = block_label(name, test_name)
+            blocks[label] = Block(label, name, test_name, test)
+    return blocks
+
+
 @dataclasses.dataclass
 class LeaderboardData:
     """Everything a table needs, gathered once from the store.
 
-    `datasets`, `pairs`, `methods` and `metrics` are what is shown; they start as the
-    whole grid and shrink under `select`. The statistics in `summary` are always those of
-    the whole grid, so hiding rows never changes a Holm-corrected p.
+    `datasets` are the blocks shown (a training dataset with its own test split, and with
+    each extra test set: `blocks` says which), and with `pairs`, `methods` and `metrics` they
+    start as the whole grid and shrink under `select`. Every frame's `dataset` column holds
+    the block label. The statistics in `summary` are always those of the whole grid, so
+    hiding rows never changes a Holm-corrected p.
     """
 
     grid: Grid
@@ -59,6 +89,20 @@ class LeaderboardData:
     pairs: list[str]
     methods: list[str]
     metrics: list[str]
+    blocks: dict[str, Block] = dataclasses.field(default_factory=dict)
+    platforms: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
+    teacher_level: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    variance: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+
+    @property
+    def teachers(self) -> int:
+        return len(self.config.teacher["seeds"])
+
+    def mixes_platforms(self, pair: str, *methods: str) -> bool:
+        """Whether the trials of these methods' cells of `pair` (one cell, or a cell and
+        its reference: a comparison) ran on more than one numeric platform."""
+        found = set().union(*(self.platforms.get((pair, m), set()) for m in methods))
+        return len(found) > 1
 
     def cell(self, dataset: str, pair: str, method: str, metric: str) -> pd.Series | None:
         """The summary row of one cell, or None when no seed of it has a score."""
@@ -113,11 +157,24 @@ def _across_pairs(scores: pd.DataFrame, higher: dict[str, bool], references: lis
     return stats.across_pairs(scores, higher, references=references)
 
 
+def _teacher_level(scores: pd.DataFrame, higher: dict[str, bool], references: list[str]) -> pd.DataFrame:
+    if not len(scores) or not references:
+        return pd.DataFrame(columns=["dataset", "test_set", *hierarchy.COMPARISON_COLUMNS])
+    return hierarchy.teacher_level_comparison(scores, higher, references=references)
+
+
+def _variance(scores: pd.DataFrame) -> pd.DataFrame:
+    if not len(scores):
+        return pd.DataFrame(columns=["dataset", "test_set", *hierarchy.VARIANCE_COLUMNS])
+    return hierarchy.variance_components(scores)
+
+
 def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
     """Read the grid's trials and scores from the store and compute every statistic once."""
     registry = get_registry()
     metrics = list(config.run["metrics"])
     higher = {name: registry.get("metrics", name).higher_is_better for name in metrics}
+    blocks = _blocks(grid)
     trials = store.trials(ds.identity for ds in grid.datasets.values())
     wanted = {trial.id for trial in grid.trials}
     trials = trials[trials["id"].isin(wanted)].reset_index(drop=True)
@@ -125,13 +182,16 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
     scores = store.scores(done["id"])
     scores = scores[scores["metric"].isin(metrics)]
     merged = scores.merge(
-        done[["id", "role", "dataset", "pair", "method", "seed"]],
+        done[["id", "role", "dataset", "pair", "method", "seed", "teacher_seed"]],
         left_on="trial_id",
         right_on="id",
     )
-    students = merged[merged["role"] == "student"]
-    student_scores = students[["dataset", "pair", "method", "seed", "utterance", "metric", "value"]]
-    student_scores = student_scores.astype({"seed": int})
+    merged["dataset"] = [block_label(d, t) for d, t in zip(merged["dataset"], merged["test_set"])]
+    merged = merged[merged["dataset"].isin(blocks)]
+    students = merged[merged["role"] == "student"].rename(columns={"teacher_seed": "teacher"})
+    student_scores = students[
+        ["dataset", "test_set", "pair", "method", "teacher", "seed", "utterance", "metric", "value"]
+    ].astype({"seed": int, "teacher": int})
     references = (
         merged[merged["role"] != "student"]
         .groupby(["dataset", "role", "metric"])["value"]
@@ -145,7 +205,7 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         .reset_index()
     )
     trial_means = (
-        merged.groupby(["trial_id", "metric"])["value"].mean().unstack("metric")
+        merged.groupby(["trial_id", "dataset", "metric"])["value"].mean().unstack("metric")
         if len(merged)
         else pd.DataFrame()
     ).reindex(columns=metrics)
@@ -160,17 +220,21 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
     control = next((m for m in config.run["controls"] if m in grid.methods), None)
     baseline = config.run["baseline"] if config.run["baseline"] in grid.methods else None
     comparisons = [ref for ref in dict.fromkeys([control, baseline]) if ref]
-    student_size = {
-        (row.pair, row.method): row.model for row in done[done["role"] == "student"].itertuples()
-    }
+    student_rows = done[done["role"] == "student"]
+    student_size = {(row.pair, row.method): row.model for row in student_rows.itertuples()}
+    platforms: dict[tuple[str, str], set[str]] = {}
+    for row in student_rows[student_rows["platform"].notna()].itertuples():
+        platforms.setdefault((row.pair, row.method), set()).add(row.platform)
     teacher_rows = done[done["role"] == "teacher"]
     teacher_size = teacher_rows.iloc[0]["model"] if len(teacher_rows) else {}
     present = set(done["id"])
     missing: dict[tuple[str, str, str], int] = {}
     for trial in grid.students:
         if trial.id not in present:
-            key = (trial.dataset, trial.pair or "", trial.method or "")
-            missing[key] = missing.get(key, 0) + 1
+            for block in blocks.values():
+                if block.dataset == trial.dataset:
+                    key = (block.label, trial.pair or "", trial.method or "")
+                    missing[key] = missing.get(key, 0) + 1
     return LeaderboardData(
         grid=grid,
         config=config,
@@ -189,10 +253,14 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         missing=missing,
         undefined=undefined,
         trial_means=trial_means,
-        datasets=list(grid.datasets),
+        datasets=list(blocks),
         pairs=list(grid.pairs),
         methods=list(grid.methods),
         metrics=metrics,
+        blocks=blocks,
+        platforms=platforms,
+        teacher_level=_teacher_level(student_scores, higher, comparisons),
+        variance=_variance(student_scores),
     )
 
 
@@ -243,7 +311,8 @@ def select(
         refs["dataset"].isin(shown.datasets) & refs["metric"].isin(shown.metrics)
     ]
     shown.summary = summary
-    shown.trials = data.trials[data.trials["dataset"].isin(shown.datasets)].reset_index(drop=True)
+    trained_on = {data.blocks[label].dataset for label in shown.datasets}
+    shown.trials = data.trials[data.trials["dataset"].isin(trained_on)].reset_index(drop=True)
     shown.ranks = _ranks(summary, data.higher_is_better, data.comparisons)
     # Over the shown pairs, but every method: hiding a method never changes a Holm p.
     scores = data.scores
@@ -252,6 +321,12 @@ def select(
         data.higher_is_better,
         data.comparisons,
     )
+    level, variance = data.teacher_level, data.variance
+    shown.teacher_level = level[level["dataset"].isin(shown.datasets)]
+    shown.variance = variance[
+        variance["dataset"].isin(shown.datasets) & variance["pair"].isin(shown.pairs)
+        & variance["method"].isin(shown.methods)
+    ]
     return shown
 
 
@@ -330,7 +405,7 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
     """
     best = best_methods(data)
     for dataset in data.datasets:
-        identity = data.grid.datasets[dataset].identity
+        identity = data.blocks[dataset].tested_on.identity
         table = Table(
             title=f"kdbench — {dataset} ({identity})", box=box.SIMPLE_HEAD, padding=(0, 1),
             collapse_padding=True, pad_edge=False,
@@ -362,6 +437,8 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
                 ]
                 missing = data.missing.get((dataset, pair, method), 0)
                 label = method + (f" [yellow]({missing} missing)[/yellow]" if missing else "")
+                if data.mixes_platforms(pair, method):
+                    label += f" [yellow]{PLATFORM_MARK}[/yellow]"
                 size = data.student_size.get((pair, method), {})
                 table.add_row(
                     pair, label, format_count(size.get("params")),
@@ -370,6 +447,10 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
         console.print(table)
         _render_ranks(data, dataset, console)
         _render_across_pairs(data, dataset, console)
+        if data.teachers > 1:
+            _render_teacher_level(data, dataset, console)
+        if len(data.variance):
+            _render_variance(data, dataset, console)
     _render_legend(data, console)
 
 
@@ -437,6 +518,81 @@ def across_pairs_cells(data: LeaderboardData, dataset: str, metric: str, method:
     ]
 
 
+def teacher_level_cells(
+    data: LeaderboardData, dataset: str, metric: str, method: str, ref: str
+) -> list[str]:
+    """Pooled over pairs, the teacher a random factor: Δ with its mark, 95 % CI, Holm p
+    and teachers where the method is better; dashes when not compared."""
+    level = data.teacher_level
+    rows = level[
+        (level["dataset"] == dataset) & (level["pair"] == hierarchy.POOLED)
+        & (level["metric"] == metric) & (level["method"] == method) & (level["reference"] == ref)
+    ] if len(level) and method != ref else level.iloc[0:0]
+    if not len(rows):
+        return ["—", "—", "—", "—"]
+    row = rows.iloc[0]
+    p = row["p_holm"]
+    symbols = CONTROL_MARKS if ref == data.control else BASELINE_MARKS
+    ci = (
+        "—" if pd.isna(row["ci_low"])
+        else f"[{format_delta(row['ci_low'])}, {format_delta(row['ci_high'])}]"
+    )
+    return [
+        f"{format_delta(row['delta'])}{significance_mark(p, symbols)}",
+        ci,
+        "—" if pd.isna(p) else f"{p:.3g}",
+        f"{int(row['teachers_better'])} / {int(row['n_teachers'])}",
+    ]
+
+
+def variance_cells(data: LeaderboardData, dataset: str, metric: str) -> list[str]:
+    """Median over the block's student cells of each variance share (teacher, seed,
+    utterance, residual) of the per-utterance scores; — where not estimable."""
+    variance = data.variance
+    cells = variance[(variance["dataset"] == dataset) & (variance["metric"] == metric)]
+    texts = []
+    for component in ("teacher", "seed", "utterance", "residual"):
+        shares = cells[f"share_{component}"].dropna() if len(cells) else cells
+        texts.append("—" if not len(shares) else f"{100 * shares.median():.1f} %")
+    return texts
+
+
+def _render_teacher_level(data: LeaderboardData, dataset: str, console: Console) -> None:
+    table = Table(
+        title=f"teacher as a random factor, {data.teachers} teacher(s), pooled over pairs "
+              f"— {dataset}",
+        box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False,
+    )
+    table.add_column("metric")
+    table.add_column("method")
+    for ref in data.comparisons:
+        table.add_column(f"Δ vs {ref}", justify="right")
+        table.add_column("95 % CI", justify="right")
+        table.add_column("p (Holm)", justify="right")
+        table.add_column("teachers better", justify="right")
+    for metric in data.metrics:
+        table.add_section()
+        for method in data.methods:
+            cells = [c for ref in data.comparisons
+                     for c in teacher_level_cells(data, dataset, metric, method, ref)]
+            table.add_row(metric, method, *cells)
+    console.print(table)
+
+
+def _render_variance(data: LeaderboardData, dataset: str, console: Console) -> None:
+    table = Table(
+        title=f"where the spread of student scores comes from (median share over cells) "
+              f"— {dataset}",
+        box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False,
+    )
+    table.add_column("metric")
+    for component in ("teacher", "seed", "utterance", "residual"):
+        table.add_column(component, justify="right")
+    for metric in data.metrics:
+        table.add_row(metric, *variance_cells(data, dataset, metric))
+    console.print(table)
+
+
 def _render_across_pairs(data: LeaderboardData, dataset: str, console: Console) -> None:
     if not len(data.across_pairs):
         return
@@ -472,6 +628,25 @@ def legend(data: LeaderboardData) -> list[str]:
             f"baseline {data.config.run['baseline']} is not in this grid: no comparison with it"
         )
     lines.append("uN: N utterance scores undefined (excluded); (k/n seeds): incomplete cell.")
+    mixed = sorted(f"{pair}/{method}" for (pair, method), found in data.platforms.items()
+                   if len(found) > 1)
+    if mixed:
+        lines.append(
+            f"{PLATFORM_MARK}: the cell's trials ran on more than one numeric platform (CPU type, "
+            f"kernel ISA, library versions or threads), so its seeds differ in more than their "
+            f"seed: {', '.join(mixed)}"
+        )
+    compared = [
+        f"{pair}/{method} vs {ref}"
+        for pair in data.pairs for method in data.methods for ref in data.comparisons
+        if method != ref and not data.mixes_platforms(pair, method)
+        and not data.mixes_platforms(pair, ref) and data.mixes_platforms(pair, method, ref)
+    ]
+    if compared:
+        lines.append(
+            f"{PLATFORM_MARK} comparisons: method and reference ran on different numeric "
+            f"platforms: {', '.join(compared)}"
+        )
     warning = stats.seed_count_warning(len(data.grid.seeds))
     if warning:
         lines.append(warning)

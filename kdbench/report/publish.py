@@ -9,7 +9,6 @@ tables were computed from.
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import os
 import platform
 import subprocess
@@ -18,8 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 import kdbench
+from kdbench.api import version_of
 from kdbench.plugin.registry import get_registry
-from kdbench.report import stats
+from kdbench.report import hierarchy, stats
 from kdbench.report.formats import (
     across_pairs_table,
     display_tables,
@@ -28,8 +28,12 @@ from kdbench.report.formats import (
     md_escape,
     rank_table,
     results_frame,
+    teacher_level_table,
+    variance_table,
 )
 from kdbench.report.leaderboard import LeaderboardData, legend, select
+from kdbench.run.platform import describe
+from kdbench.run.platform import label as platform_label
 
 _CHECKPOINT_MEANING = {
     "last": "the weights after the last optimizer step",
@@ -56,14 +60,19 @@ def git_state() -> dict[str, str]:
     return {"commit": commit, "dirty": dirty}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def _platforms(data: LeaderboardData) -> str:
+    """Each numeric platform the grid's trials ran on, with how many trials; every trial's
+    own fingerprint is in trials.csv."""
+    counts: dict[str, int] = {}
+    for details, fingerprint in zip(data.trials["details"], data.trials["platform"]):
+        key = (
+            f"`{fingerprint}` {platform_label(details.get('platform', {}))}"
+            if isinstance(fingerprint, str)
+            else "not recorded (made before kdbench recorded platforms)"
+        )
+        counts[key] = counts.get(key, 0) + 1
+    text = "; ".join(f"{key}: {count} trial(s)" for key, count in counts.items())
+    return text + (" — **cells mixing them are marked §**" if len(counts) > 1 else "")
 
 
 def gpu_name() -> str:
@@ -74,21 +83,16 @@ def gpu_name() -> str:
     return "none"
 
 
-def version_of(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def trials_export(data: LeaderboardData) -> pd.DataFrame:
-    """One row per trial of the grid that the store holds: the data behind every table."""
+def trials_export(data: LeaderboardData, block: str) -> pd.DataFrame:
+    """One row per trial of the grid that the store holds, with its mean scores on the
+    block's test set and the numeric platform it ran on: the data behind every table."""
     trials = data.trials
     rows = []
     for trial in trials.itertuples(index=False):
+        key = (trial.id, block)
         means = (
-            data.trial_means.loc[trial.id]
-            if trial.id in data.trial_means.index
+            data.trial_means.loc[key]
+            if key in data.trial_means.index
             else pd.Series(index=data.trial_means.columns, dtype=float)
         )
         seconds = (trial.finished or 0.0) - (trial.started or 0.0)
@@ -96,13 +100,21 @@ def trials_export(data: LeaderboardData) -> pd.DataFrame:
             "id": trial.id, "role": trial.role, "status": trial.status, "dataset": trial.dataset,
             "pair": trial.pair, "method": trial.method,
             "seed": None if pd.isna(trial.seed) else int(trial.seed),
+            "teacher_seed": None if pd.isna(trial.teacher_seed) else int(trial.teacher_seed),
             **{metric: means.get(metric) for metric in data.config.run["metrics"]},
             "params": trial.model.get("params"),
             "macs_per_second": trial.model.get("macs_per_second"),
             "seconds": round(seconds, 3) if seconds > 0 else None,
             "error": trial.error,
+            "platform": trial.platform,
+            "platform_label": platform_label(trial.details.get("platform", {}))
+            if trial.platform else None,
         })
-    return pd.DataFrame(rows).astype({"seed": "Int64"}) if rows else pd.DataFrame(rows)
+    return (
+        pd.DataFrame(rows).astype({"seed": "Int64", "teacher_seed": "Int64"})
+        if rows
+        else pd.DataFrame(rows)
+    )
 
 
 def compute_seconds(data: LeaderboardData) -> float:
@@ -144,13 +156,15 @@ def _metric_section(data: LeaderboardData) -> list[str]:
 def _provenance_section(
     data: LeaderboardData, dataset: str, command: str, git: dict[str, str]
 ) -> list[str]:
-    prepared = data.grid.datasets[dataset]
+    block = data.blocks[dataset]
+    prepared = block.tested_on
     params = next(
-        (dict(t.dataset_params) for t in data.grid.references if t.dataset == dataset), {}
+        (dict(t.dataset_params) for t in data.grid.references if t.dataset == block.dataset), {}
     )
     train, teacher = data.config.train, data.config.teacher
     hours = compute_seconds(data) / 3600
     seed_warning = stats.seed_count_warning(len(data.grid.seeds))
+    here = describe()
     lines = [
         "## Provenance",
         "",
@@ -158,12 +172,15 @@ def _provenance_section(
         f"- **kdbench**: {kdbench.__version__} (result version {kdbench.RESULT_VERSION}), "
         f"git commit `{git['commit']}`, dirty tree: {git['dirty']}",
         f"- **date**: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-        f"- **machine (this page)**: {cpu_model()}, {os.cpu_count()} cores, GPU: {gpu_name()}, "
+        f"- **machine (this page)**: {here['cpu_model']} ({here['cpu_isa']}), "
+        f"{os.cpu_count()} cores, GPU: {gpu_name()}, "
         f"{platform.platform()}",
         f"- **trials ran on**: {_hosts(data)}",
+        f"- **numeric platforms**: {_platforms(data)}",
         f"- **seeds**: {', '.join(str(s) for s in data.grid.seeds)}",
-        f"- **dataset**: {dataset}, identity `{prepared.identity}`, {prepared.sample_rate} Hz, "
-        f"{len(prepared.splits['test'])} test utterances; parameters {params}",
+        f"- **trained on**: {block.dataset}, parameters {params}",
+        f"- **tested on**: {block.test_set}, identity `{prepared.identity}`, "
+        f"{prepared.sample_rate} Hz, {len(prepared.splits['test'])} test utterances",
         f"- **compute**: {hours * 3600:.0f} s ({hours:.2f} h) summed over "
         f"{len(data.trials)} stored trial(s) of the grid",
         f"- **software**: python {platform.python_version()}, torch {version_of('torch')}, "
@@ -181,7 +198,7 @@ def _provenance_section(
         f"validation every {train['valid_every']}.",
         f"- teacher (`teacher.checkpoint = {teacher['checkpoint']}`): "
         f"{_CHECKPOINT_MEANING[teacher['checkpoint']]}; {teacher['steps']} steps, "
-        f"seed {teacher['seed']}.",
+        f"seed(s) {', '.join(map(str, teacher['seeds']))}.",
         "- The test split is used only for the scores in these tables.",
         "",
         "### Statistics",
@@ -245,6 +262,25 @@ def page(
         "trained students as fixed, this test includes training randomness; it speaks for "
         "the suite of pairs as a whole, not for any one pair. Also in `across_pairs.csv`.",
         "",
+        "## The teacher as a random factor; where the spread comes from",
+        "",
+        *(
+            [markdown_table(teacher_level_table(data, dataset)), ""]
+            if data.teachers > 1
+            else [
+                f"This grid distils from one teacher (`teacher.seeds` = "
+                f"{list(data.config.teacher['seeds'])}), so every p-value above is conditional "
+                "on that teacher; run with several teacher seeds for the teacher-level test.",
+                "",
+            ]
+        ),
+        markdown_table(variance_table(data, dataset)),
+        "",
+        hierarchy.METHODOLOGY + " Variance shares: ANOVA estimators of teacher, student seed "
+        "(within teacher), utterance and residual variance of each student cell's "
+        "per-utterance scores, median over the cells. Full rows in `teacher_level.csv` and "
+        "`variance_components.csv`.",
+        "",
         "## Plots",
         "",
     ]
@@ -275,7 +311,9 @@ def publish(data: LeaderboardData, directory: Path, command: str) -> list[Path]:
     for dataset in data.datasets:
         shown = select(data, datasets=[dataset], pairs=data.pairs, metrics=data.metrics,
                        methods=data.methods)
-        out = Path(directory) / f"{dataset}-{preset}"
+        block = data.blocks[dataset]
+        tested = "" if block.test_set == block.dataset else f"-on-{block.test_set}"
+        out = Path(directory) / f"{block.dataset}{tested}-{preset}"
         out.mkdir(parents=True, exist_ok=True)
         plots = {}
         for metric in shown.metrics:
@@ -289,9 +327,15 @@ def publish(data: LeaderboardData, directory: Path, command: str) -> list[Path]:
             shown.across_pairs[shown.across_pairs["dataset"] == dataset].to_csv(
                 out / "across_pairs.csv", index=False
             )
-        tables = [*display_tables(shown), rank_table(shown, dataset), across_pairs_table(shown, dataset)]
+        shown.teacher_level.to_csv(out / "teacher_level.csv", index=False)
+        shown.variance.to_csv(out / "variance_components.csv", index=False)
+        tables = [
+            *display_tables(shown), rank_table(shown, dataset), across_pairs_table(shown, dataset),
+            variance_table(shown, dataset),
+            *([teacher_level_table(shown, dataset)] if shown.teachers > 1 else []),
+        ]
         (out / "results.tex").write_text("\n\n".join(latex_table(t) for t in tables) + "\n")
-        trials_export(shown).to_csv(out / "trials.csv", index=False)
+        trials_export(shown, dataset).to_csv(out / "trials.csv", index=False)
         readme = out / "README.md"
         readme.write_text(page(shown, dataset, command, plots, git))
         written.append(readme)

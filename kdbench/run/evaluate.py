@@ -51,6 +51,7 @@ class Score:
     metric: str
     value: float  # NaN when undefined
     reason: str | None  # why undefined, else None
+    test_set: str = ""  # the test set the utterance belongs to ("" = the trial's own)
 
 
 MIN_ITEMS_PER_WORKER = 24

@@ -1,8 +1,16 @@
 """The grid: datasets × pairs × methods × seeds, plus the references every table needs.
 
 References are the noisy input (once per dataset) and each distinct teacher (once per
-teacher spec and dataset); they run as a stage before the students, which also makes
-teacher training happen once however many workers need it.
+teacher spec, dataset and teacher seed); they run as a stage before the students, which
+also makes teacher training happen once however many workers need it.
+
+With several teacher seeds the design is nested: each student seed belongs to one teacher
+(`teacher_seed_of`), and all methods with that student seed distil from it, so a
+(teacher, student seed) unit pairs every method with the control. Crossing every student
+seed with every teacher would multiply the grid by the number of teachers for a second,
+correlated look at the same student seeds; nesting spends the same budget on more
+independent units, and the teacher-level analysis (`kdbench.report.hierarchy`) treats the
+teacher as a random factor.
 """
 
 from __future__ import annotations
@@ -11,13 +19,14 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from kdbench.api import PreparedDataset, resolve_params
+from kdbench.api import PreparedDataset
 from kdbench.config import Config
 from kdbench.errors import ConfigError
 from kdbench.plugin.registry import Registry
 from kdbench.run.identity import stable_id
-from kdbench.run.trial import Trial
+from kdbench.run.trial import TestSet, Trial
 
 
 @dataclasses.dataclass
@@ -28,6 +37,7 @@ class Grid:
     methods: list[str]
     pairs: list[str]
     seeds: list[int]
+    test_datasets: dict[str, PreparedDataset] = dataclasses.field(default_factory=dict)
 
     @property
     def trials(self) -> list[Trial]:
@@ -74,6 +84,41 @@ def divide_cores(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
+def teacher_settings(config: Config, teacher_seed: int) -> dict[str, Any]:
+    """One teacher's settings: the `teacher` section with its list of seeds replaced by the
+    teacher's own seed, so that a one-seed grid's teacher keeps the identity it had when
+    the setting was a single `seed`."""
+    settings = {key: value for key, value in config.teacher.items() if key != "seeds"}
+    return {**settings, "seed": teacher_seed}
+
+
+def teacher_seed_of(student_seed: int, teacher_seeds: Sequence[int]) -> int:
+    """The teacher a student seed distils from: students are nested within teachers, each
+    teacher taking every len(teacher_seeds)-th student seed, so every method (the `none`
+    control included) with that student seed pairs with the same teacher."""
+    return teacher_seeds[student_seed % len(teacher_seeds)]
+
+
+def _test_sets(
+    config: Config, registry: Registry, cache_dir: Path, sample_rate: int | None, prepare: bool
+) -> tuple[tuple[TestSet, ...], dict[str, PreparedDataset]]:
+    """The extra test sets of `run.test_datasets`, prepared, at the training data's rate."""
+    test_sets, prepared = [], {}
+    for name in registry.select("datasets", config.run["test_datasets"]):
+        params = config.plugin_params("dataset", name)
+        identity = f"{name}-not-prepared"
+        if prepare:
+            prepared[name] = registry.get("datasets", name).prepare(params, cache_dir)
+            identity = prepared[name].identity
+            if sample_rate is not None and prepared[name].sample_rate != sample_rate:
+                raise ConfigError(
+                    f"run.test_datasets: {name} is at {prepared[name].sample_rate} Hz but the "
+                    f"training data is at {sample_rate} Hz; a test set must match the models' rate"
+                )
+        test_sets.append(TestSet(name=name, params=params, identity=identity))
+    return tuple(test_sets), prepared
+
+
 def build_grid(
     config: Config,
     registry: Registry,
@@ -85,61 +130,90 @@ def build_grid(
     prepare_datasets: bool = True,
 ) -> Grid:
     """The grid's trials. With `prepare_datasets=False` (a dry run) no data is touched and
-    ids use a placeholder identity: good for counting and estimating, not for running."""
+    ids use a placeholder identity: good for counting and estimating, not for running.
+
+    Extra test sets (`run.test_datasets`) are not part of any trial's id: they say where a
+    trial is scored, not what it is, so adding one later scores the finished trials' saved
+    models on it instead of training them again."""
     run = config.run
     method_names = select_methods(config, registry, methods or run["methods"])
     pair_names = select_pairs(config, registry, pairs or run["pairs"])
     seed_list = list(seeds if seeds is not None else run["seeds"])
+    teacher_seeds = list(config.teacher["seeds"])
     registry.select("metrics", run["metrics"])
     threads = divide_cores(run["jobs"])
     common = {
         "cache_dir": str(cache_dir),
         "results_dir": str(results_dir),
         "metrics": tuple(run["metrics"]),
-        "teacher_settings": dict(config.teacher),
         "threads": threads,
         "eval_jobs": threads,
     }
     references: list[Trial] = []
     students: list[Trial] = []
     datasets: dict[str, PreparedDataset] = {}
+    test_datasets: dict[str, PreparedDataset] = {}
     for dataset_name in registry.select("datasets", run["datasets"]):
         plugin = registry.get("datasets", dataset_name)
-        params = resolve_params(
-            f"dataset.{dataset_name}", plugin.params, config.plugin_params("dataset", dataset_name)
-        )
+        if plugin.test_only:
+            raise ConfigError(
+                f"run.datasets: {dataset_name} is a test-only dataset (no train or valid "
+                f"split), so nothing can be trained on it; train on another dataset and "
+                f"evaluate on {dataset_name} with run.test_datasets"
+            )
+        params = config.plugin_params("dataset", dataset_name)
         if prepare_datasets:
             datasets[dataset_name] = plugin.prepare(params, cache_dir)
             identity = datasets[dataset_name].identity
         else:
             identity = f"{dataset_name}-not-prepared"
-        base = {"dataset": dataset_name, "dataset_params": params, "dataset_identity": identity}
-        references.append(Trial(id=stable_id("noisy", identity), role="noisy", **base, **common))
+        sample_rate = datasets[dataset_name].sample_rate if prepare_datasets else None
+        test_sets, prepared = _test_sets(config, registry, cache_dir, sample_rate, prepare_datasets)
+        test_datasets.update(prepared)
+        base = {
+            "dataset": dataset_name,
+            "dataset_params": params,
+            "dataset_identity": identity,
+            "test_sets": test_sets,
+        }
+        references.append(
+            Trial(
+                id=stable_id("noisy", identity), role="noisy", teacher_settings={}, **base, **common
+            )
+        )
         seen_teachers: set[str] = set()
         for pair_name in pair_names:
             pair = registry.get("pairs", pair_name)
             teacher = pair.teacher.to_json()
-            teacher_id = stable_id(
-                "teacher", {"dataset": identity, "spec": teacher, "settings": config.teacher}
-            )
-            if teacher_id not in seen_teachers:
-                seen_teachers.add(teacher_id)
-                references.append(
-                    Trial(id=teacher_id, role="teacher", teacher_spec=teacher, **base, **common)
+            teachers = {}
+            for teacher_seed in teacher_seeds:
+                settings = teacher_settings(config, teacher_seed)
+                teachers[teacher_seed] = settings
+                teacher_id = stable_id(
+                    "teacher", {"dataset": identity, "spec": teacher, "settings": settings}
                 )
+                if teacher_id not in seen_teachers:
+                    seen_teachers.add(teacher_id)
+                    references.append(
+                        Trial(
+                            id=teacher_id,
+                            role="teacher",
+                            teacher_spec=teacher,
+                            teacher_settings=settings,
+                            teacher_seed=teacher_seed,
+                            **base,
+                            **common,
+                        )
+                    )
             for method_name in method_names:
-                method_cls = registry.get("methods", method_name)
-                method_params = resolve_params(
-                    f"method.{method_name}",
-                    method_cls.params,
-                    config.plugin_params("method", method_name),
-                )
+                method_params = config.plugin_params("method", method_name)
                 for seed in seed_list:
+                    teacher_seed = teacher_seed_of(seed, teacher_seeds)
                     content = {
                         "dataset": identity,
                         "teacher": teacher,
                         "student": pair.student.to_json(),
-                        "teacher_settings": config.teacher,
+                        "teacher_settings": teachers[teacher_seed],
                         "method": method_name,
                         "method_params": method_params,
                         "seed": seed,
@@ -151,6 +225,8 @@ def build_grid(
                             role="student",
                             pair=pair_name,
                             teacher_spec=teacher,
+                            teacher_settings=teachers[teacher_seed],
+                            teacher_seed=teacher_seed,
                             student_spec=pair.student.to_json(),
                             method=method_name,
                             method_params=method_params,
@@ -161,4 +237,6 @@ def build_grid(
                         )
                     )
     references = _give_teachers_the_idle_cores(references, run["jobs"])
-    return Grid(references, students, datasets, method_names, pair_names, seed_list)
+    return Grid(
+        references, students, datasets, method_names, pair_names, seed_list, test_datasets
+    )

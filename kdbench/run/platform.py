@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import platform as host_platform
 import re
 from pathlib import Path
@@ -36,8 +37,20 @@ NUMERIC_FIELDS = (
     "mkl",
     "onednn",
     "threads",
+    "kernel_settings",
 )
 """The fields that change a trial's bits; the fingerprint hashes these and nothing else."""
+
+KERNEL_SETTINGS = (
+    "ATEN_CPU_CAPABILITY",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
+"""Environment variables that choose other kernels for the same CPU or GPU: measured to
+change a trial's bits on one machine (BENCHMARKS.md, section 7), so they are part of it."""
 
 
 @functools.cache
@@ -82,6 +95,7 @@ def describe(device: torch.device | str = "cpu") -> dict[str, Any]:
         "cuda": "",
         "cudnn": "",
         "threads": torch.get_num_threads(),
+        "kernel_settings": {name: os.environ[name] for name in KERNEL_SETTINGS if name in os.environ},
         **_library_versions(),
     }
     if device.type == "cuda":
@@ -104,4 +118,8 @@ def label(facts: dict[str, Any]) -> str:
         where = f"{facts.get('gpu_model')} (CUDA {facts.get('cuda')})"
     else:
         where = f"{facts.get('cpu_model')} {facts.get('cpu_isa')}"
-    return f"{where}, torch {facts.get('torch')}, {facts.get('threads')} thread(s)"
+    settings = " ".join(f"{k}={v}" for k, v in (facts.get("kernel_settings") or {}).items())
+    return (
+        f"{where}, torch {facts.get('torch')}, {facts.get('threads')} thread(s)"
+        + (f", {settings}" if settings else "")
+    )

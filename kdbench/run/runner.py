@@ -30,6 +30,7 @@ from rich.progress import (
 
 from kdbench.api import Executor
 from kdbench.api.executors import Event, ReportingExecutor, Started, Step
+from kdbench.run import platform
 from kdbench.run.grid import Grid
 from kdbench.run.store import FINAL_STATUSES, Store
 from kdbench.run.trial import Outcome, Trial, execute
@@ -51,10 +52,21 @@ def lost_trial(trial: Trial, reason: str) -> Outcome:
 
 
 def pending(trials: Sequence[Trial], store: Store, retry_failed: bool) -> list[Trial]:
+    """What is left to do: trials the store lacks (or failed, with `retry_failed`), and
+    finished trials still to be scored on a test set added since they ran."""
     statuses = store.statuses(trial.id for trial in trials)
+    done = [trial for trial in trials if statuses.get(trial.id) == "done" and trial.test_sets]
+    scored = store.test_sets_scored(trial.id for trial in done)
     keep = []
     for trial in trials:
         status = statuses.get(trial.id)
+        if status == "done" and trial.test_sets:
+            missing = tuple(
+                test.name for test in trial.test_sets if test.name not in scored.get(trial.id, set())
+            )
+            if missing:
+                keep.append(dataclasses.replace(trial, score_only=missing))
+            continue
         if status in FINAL_STATUSES or (status == "failed" and not retry_failed):
             continue
         keep.append(trial)
@@ -132,6 +144,26 @@ def _outcomes(
     return executor.run(execute, trials, jobs, params, lost_trial)
 
 
+def _say_which_platforms_are_reused(grid: Grid, store: Store, console: Console) -> None:
+    """Finished trials are reused whatever platform made them (the platform is provenance,
+    not identity: see `kdbench.run.platform`); say so when some were made elsewhere, since
+    a cell that mixes platforms mixes last bits."""
+    here = platform.describe("cpu")
+    trials = store.trials(dataset_identities={trial.dataset_identity for trial in grid.trials})
+    ids = {trial.id for trial in grid.trials}
+    made = trials[trials["id"].isin(ids) & trials["platform"].notna()]
+    elsewhere = made[made["platform"] != here["fingerprint"]]
+    if len(elsewhere):
+        labels = sorted({platform.label(d.get("platform", {})) for d in elsewhere["details"]})
+        console.print(
+            f"[yellow]{len(elsewhere)} of the skipped trial(s) were made on another numeric "
+            f"platform[/yellow] ({'; '.join(labels)}), not this one ({platform.label(here)}). "
+            "They are reused: the platform is recorded with each trial but is not part of its "
+            "id. The leaderboard flags cells that mix platforms; for this machine's own "
+            "numbers, run into a fresh store (--results)."
+        )
+
+
 def run_grid(
     grid: Grid,
     store: Store,
@@ -155,13 +187,19 @@ def run_grid(
         console.print(
             f"[dim]{report.skipped} trial(s) already in {escape(str(store.path))}: skipped[/dim]"
         )
+        _say_which_platforms_are_reused(grid, store, console)
     with LiveView(console, store, todo) as view:
         for stage, trials in stages:
             if not trials:
                 continue
             view.stage(stage)
             for outcome in _outcomes(executor, trials, jobs, executor_params, view):
-                store.record(outcome)
+                if not outcome.trial.score_only:
+                    store.record(outcome)
+                elif outcome.status == "done":
+                    store.add_scores(outcome)
+                else:  # the trial stays done; only its scoring on the new test set failed
+                    store.clear_running([outcome.trial.id])
                 view.finished(outcome)
                 report.ran += 1
                 if outcome.status == "failed":

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from kdbench.run import platform
 from kdbench.run.grid import Grid
 from kdbench.run.store import Store
 from kdbench.run.trial import Trial
@@ -31,6 +32,8 @@ class GridStatus:
     cells: dict[tuple[str, str, str], Counter[str]]
     failures: list[tuple[Trial, str]]
     interrupted: list[Trial]
+    platforms: dict[tuple[str, str, str], Counter[str]] = dataclasses.field(default_factory=dict)
+    """Per cell, how many of its recorded trials ran on each numeric platform (a label)."""
 
     def totals(self) -> Counter[str]:
         total: Counter[str] = Counter()
@@ -62,6 +65,9 @@ def grid_status(grid: Grid, store: Store) -> GridStatus:
             alive = running.at[trial.id, "alive"]
             state = "interrupted" if alive is not None and not alive else "running"
         status.cells.setdefault(_cell(trial), Counter())[state] += 1
+        if rows is not None and recorded and isinstance(rows.at[trial.id, "platform"], str):
+            where = platform.label(rows.at[trial.id, "details"].get("platform", {}))
+            status.platforms.setdefault(_cell(trial), Counter())[where] += 1
         if state == "failed" and rows is not None:
             status.failures.append((trial, str(rows.at[trial.id, "error"])))
         elif state == "interrupted":
@@ -77,13 +83,21 @@ def render_status(status: GridStatus, console: Console) -> None:
         table.add_column("method")
         for state in STATES:
             table.add_column(HEADERS.get(state, state), justify="right", no_wrap=True)
+        table.add_column("numeric platforms")
         totals: Counter[str] = Counter()
-        for (cell_dataset, pair, method), counts in status.cells.items():
+        for cell, counts in status.cells.items():
+            cell_dataset, pair, method = cell
             if cell_dataset == dataset:
                 totals += counts
-                table.add_row(pair, method, *(str(counts[state] or "") for state in STATES))
+                found = status.platforms.get(cell, Counter())
+                where = "; ".join(f"{label} ×{n}" for label, n in found.items())
+                if len(found) > 1:
+                    where = f"[yellow]mixed: {where}[/yellow]"
+                table.add_row(
+                    pair, method, *(str(counts[state] or "") for state in STATES), where
+                )
         table.add_section()
-        table.add_row("all", "", *(str(totals[state]) for state in STATES))
+        table.add_row("all", "", *(str(totals[state]) for state in STATES), "")
         console.print(table)
     if status.failures:
         console.print("[bold red]failed[/bold red] (rerun with --retry-failed):")

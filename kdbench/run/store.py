@@ -19,6 +19,7 @@ Only `kdbench run` creates or migrates a store.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -36,7 +37,7 @@ import pandas as pd
 from kdbench.errors import KdbenchError
 from kdbench.run.trial import Outcome
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -74,7 +75,32 @@ MIGRATIONS: dict[int, str] = {
         started REAL NOT NULL
     );
     """,
+    3: """
+    ALTER TABLE trials ADD COLUMN teacher_seed INTEGER;
+    ALTER TABLE trials ADD COLUMN platform TEXT;
+    UPDATE trials SET teacher_seed = CAST(json_extract(spec, '$.teacher_settings.seed') AS INTEGER)
+        WHERE role != 'noisy';
+    UPDATE trials SET platform = json_extract(details, '$.platform.fingerprint');
+    CREATE TABLE scores_v3 (
+        trial_id TEXT NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+        test_set TEXT NOT NULL,
+        utterance TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value REAL,
+        reason TEXT,
+        PRIMARY KEY (trial_id, test_set, utterance, metric)
+    );
+    INSERT INTO scores_v3
+        SELECT s.trial_id, t.dataset, s.utterance, s.metric, s.value, s.reason
+        FROM scores s JOIN trials t ON t.id = s.trial_id;
+    DROP TABLE scores;
+    ALTER TABLE scores_v3 RENAME TO scores;
+    """,
 }
+"""Version 3 keys scores by test set (cross-corpus evaluation: a trial's own test split is
+named after its dataset) and adds each trial's teacher seed and numeric-platform
+fingerprint (`kdbench.run.platform`); rows from before are given their dataset as test set
+and their teacher's seed, and the fingerprint where the details hold one (none did)."""
 
 BUSY_TIMEOUT_SECONDS = 60
 LOCK_RETRIES = 20
@@ -100,6 +126,33 @@ def _retrying(action: Callable[[], T]) -> T:
                 raise
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+TRIAL_COLUMNS = (
+    "id, role, status, dataset, dataset_identity, pair, method, seed, spec, model, details, "
+    "error, started, finished, teacher_seed, platform"
+)
+
+
+def _marks(row: tuple[Any, ...]) -> str:
+    return ",".join("?" * len(row))
+
+
+def _score_rows(outcome: Outcome) -> list[tuple[Any, ...]]:
+    """Score rows of an outcome; a score of the trial's own test split is named after its
+    dataset."""
+    trial = outcome.trial
+    return [
+        (
+            trial.id,
+            score.test_set or trial.dataset,
+            score.utterance,
+            score.metric,
+            None if math.isnan(score.value) else score.value,
+            score.reason,
+        )
+        for score in outcome.scores
+    ]
 
 
 def pid_alive(pid: int) -> bool:
@@ -311,8 +364,8 @@ class Store:
         trial = outcome.trial
         spec = {
             key: value
-            for key, value in vars(trial).items()
-            if key not in {"cache_dir", "results_dir", "threads", "eval_jobs"}
+            for key, value in dataclasses.asdict(trial).items()
+            if key not in {"cache_dir", "results_dir", "threads", "eval_jobs", "score_only"}
         }
         row = (
             trial.id,
@@ -329,25 +382,45 @@ class Store:
             outcome.error,
             outcome.started,
             outcome.finished,
+            trial.teacher_seed,
+            outcome.details.get("platform", {}).get("fingerprint"),
         )
-        scores = [
-            (
-                trial.id,
-                score.utterance,
-                score.metric,
-                None if math.isnan(score.value) else score.value,
-                score.reason,
-            )
-            for score in outcome.scores
-        ]
+        scores = _score_rows(outcome)
 
         def statements(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM trials WHERE id = ?", (trial.id,))
-            db.execute("INSERT INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
-            db.executemany("INSERT INTO scores VALUES (?,?,?,?,?)", scores)
+            db.execute(f"INSERT INTO trials ({TRIAL_COLUMNS}) VALUES ({_marks(row)})", row)
+            db.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?)", scores)
             db.execute("DELETE FROM running WHERE trial_id = ?", (trial.id,))
 
         self.write(statements)
+
+    def add_scores(self, outcome: Outcome) -> None:
+        """Add a score-only outcome's scores (a finished trial scored on a test set added
+        since) to its trial, leaving the trial's row and other scores as they are."""
+        scores = _score_rows(outcome)
+
+        def statements(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)", scores)
+            db.execute("DELETE FROM running WHERE trial_id = ?", (outcome.trial.id,))
+
+        self.write(statements)
+
+    @_read
+    def test_sets_scored(self, ids: Iterable[str]) -> dict[str, set[str]]:
+        """For each trial id, the test sets it has scores on."""
+        ids = list(ids)
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.connection.execute(
+                f"SELECT DISTINCT trial_id, test_set FROM scores WHERE trial_id IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for trial_id, test_set in rows:
+                found.setdefault(trial_id, set()).add(test_set)
+        return found
 
     def mark_running(self, trial_id: str, pid: int, host: str, started: float) -> None:
         """Note that a worker started this trial; `record` removes the note. A note older
@@ -400,7 +473,9 @@ class Store:
                 )
             )
         if not frames:
-            return pd.DataFrame(columns=["trial_id", "utterance", "metric", "value", "reason"])
+            return pd.DataFrame(
+                columns=["trial_id", "test_set", "utterance", "metric", "value", "reason"]
+            )
         frame = pd.concat(frames, ignore_index=True)
         frame["value"] = frame["value"].astype(float)
         return frame

@@ -20,16 +20,27 @@ import numpy as np
 import torch
 
 from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
-from kdbench.deploy.checkpoints import save_checkpoint
+from kdbench.deploy.checkpoints import build_from_checkpoint, save_checkpoint
 from kdbench.deploy.cost import model_cost
 from kdbench.errors import NotApplicable, TrialDiverged
 from kdbench.plugin.registry import get_registry
+from kdbench.run import platform
 from kdbench.run.evaluate import Score, score_utterances
 from kdbench.train.teacher import get_teacher
 from kdbench.train.teacher_outputs import shared_teacher_outputs
 from kdbench.train.trainer import train
 
 ROLES = ("noisy", "teacher", "student")
+
+
+@dataclasses.dataclass(frozen=True)
+class TestSet:
+    """An extra test set a trial is also scored on (cross-corpus evaluation): a dataset
+    plugin whose test split is used, never its training data."""
+
+    name: str
+    params: Mapping[str, Any]
+    identity: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,19 +63,23 @@ class Trial:
     method_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     seed: int | None = None
     train_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    teacher_seed: int | None = None
+    test_sets: tuple[TestSet, ...] = ()
+    score_only: tuple[str, ...] = ()
     threads: int = 1
     eval_jobs: int = 1
 
     def label(self) -> str:
+        scored_on = f" (scored on {', '.join(self.score_only)})" if self.score_only else ""
         if self.role == "student":
-            return f"{self.dataset}/{self.pair}/{self.method}/seed {self.seed}"
+            return f"{self.dataset}/{self.pair}/{self.method}/seed {self.seed}{scored_on}"
         if self.role == "teacher":
-            return f"{self.dataset}/teacher {self.teacher_key_label()}"
-        return f"{self.dataset}/noisy input"
+            return f"{self.dataset}/teacher {self.teacher_key_label()}{scored_on}"
+        return f"{self.dataset}/noisy input{scored_on}"
 
     def teacher_key_label(self) -> str:
         spec = self.teacher_spec or {}
-        return f"{spec.get('family', '?')} {spec.get('params', {})}"
+        return f"{spec.get('family', '?')} {spec.get('params', {})} seed {self.teacher_seed}"
 
 
 @dataclasses.dataclass
@@ -84,14 +99,30 @@ class Outcome:
 _datasets: dict[str, PreparedDataset] = {}
 
 
+def _prepared(name: str, params: Mapping[str, Any], identity: str, cache_dir: str) -> PreparedDataset:
+    """A dataset, prepared once per worker process."""
+    if identity not in _datasets:
+        plugin = get_registry().get("datasets", name)
+        _datasets[identity] = plugin.prepare(params, Path(cache_dir))
+    return _datasets[identity]
+
+
 def prepared_dataset(trial: Trial) -> PreparedDataset:
-    """The trial's dataset, prepared once per worker process."""
-    if trial.dataset_identity not in _datasets:
-        plugin = get_registry().get("datasets", trial.dataset)
-        _datasets[trial.dataset_identity] = plugin.prepare(
-            trial.dataset_params, Path(trial.cache_dir)
-        )
-    return _datasets[trial.dataset_identity]
+    """The trial's own dataset: its training data and in-domain test split."""
+    return _prepared(trial.dataset, trial.dataset_params, trial.dataset_identity, trial.cache_dir)
+
+
+def test_splits(trial: Trial, dataset: PreparedDataset) -> list[tuple[str, PreparedDataset]]:
+    """(test-set name, dataset) for every test split the trial is scored on: its own
+    dataset's (named after it) and each extra test set's; a score-only trial (an earlier
+    trial scored on test sets added since) only the extra ones it asks for."""
+    own = [] if trial.score_only else [(trial.dataset, dataset)]
+    extra = [
+        (test.name, _prepared(test.name, test.params, test.identity, trial.cache_dir))
+        for test in trial.test_sets
+        if not trial.score_only or test.name in trial.score_only
+    ]
+    return own + extra
 
 
 def _spec(raw: Mapping[str, Any] | None) -> ModelSpec:
@@ -99,7 +130,7 @@ def _spec(raw: Mapping[str, Any] | None) -> ModelSpec:
     return ModelSpec(raw["family"], raw["params"])
 
 
-def _denoise_split(model: MaskDenoiser, dataset: PreparedDataset) -> list[np.ndarray]:
+def _denoised(model: MaskDenoiser, dataset: PreparedDataset) -> list[np.ndarray]:
     estimates = []
     with torch.inference_mode():
         for utterance in dataset.splits["test"]:
@@ -108,14 +139,27 @@ def _denoise_split(model: MaskDenoiser, dataset: PreparedDataset) -> list[np.nda
     return estimates
 
 
-def _score(trial: Trial, dataset: PreparedDataset, estimates: Sequence[np.ndarray]) -> list[Score]:
+def _score(
+    trial: Trial, dataset: PreparedDataset, estimate: Callable[[PreparedDataset], Sequence[np.ndarray]]
+) -> list[Score]:
+    """Every metric on every test split of the trial, each score tagged with its test set."""
     registry = get_registry()
     metrics = [registry.get("metrics", name) for name in trial.metrics]
-    items = [
-        (utterance.id, np.asarray(utterance.clean, dtype=np.float32), estimate)
-        for utterance, estimate in zip(dataset.splits["test"], estimates)
-    ]
-    return score_utterances(metrics, items, dataset.sample_rate, jobs=trial.eval_jobs)
+    scores: list[Score] = []
+    for name, test in test_splits(trial, dataset):
+        items = [
+            (utterance.id, np.asarray(utterance.clean, dtype=np.float32), estimated)
+            for utterance, estimated in zip(test.splits["test"], estimate(test))
+        ]
+        scores += [
+            dataclasses.replace(score, test_set=name)
+            for score in score_utterances(metrics, items, test.sample_rate, jobs=trial.eval_jobs)
+        ]
+    return scores
+
+
+def _noisy_inputs(dataset: PreparedDataset) -> list[np.ndarray]:
+    return [np.asarray(u.noisy, dtype=np.float32) for u in dataset.splits["test"]]
 
 
 def _latent_shapes(model: MaskDenoiser, samples: int) -> dict[str, torch.Size]:
@@ -128,8 +172,7 @@ def _latent_shapes(model: MaskDenoiser, samples: int) -> dict[str, torch.Size]:
 
 
 def _run_noisy(trial: Trial, dataset: PreparedDataset, outcome: Outcome) -> None:
-    estimates = [np.asarray(u.noisy, dtype=np.float32) for u in dataset.splits["test"]]
-    outcome.scores = _score(trial, dataset, estimates)
+    outcome.scores = _score(trial, dataset, _noisy_inputs)
 
 
 def _run_teacher(
@@ -140,7 +183,7 @@ def _run_teacher(
         registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir), on_step
     )
     outcome.details["teacher"] = meta
-    outcome.scores = _score(trial, dataset, _denoise_split(teacher, dataset))
+    outcome.scores = _score(trial, dataset, lambda test: _denoised(teacher, test))
     outcome.model = model_cost(teacher, dataset.sample_rate)
 
 
@@ -189,7 +232,7 @@ def _run_student(
         }
     outcome.details["extra_params"] = kd_loss.extra_parameters()
     save_checkpoint(
-        Path(trial.results_dir) / "students" / f"{trial.id}.pt",
+        student_checkpoint(trial),
         student_spec,
         student,
         {
@@ -200,8 +243,28 @@ def _run_student(
             "sample_rate": dataset.sample_rate,
         },
     )
-    outcome.scores = _score(trial, dataset, _denoise_split(student, dataset))
+    outcome.scores = _score(trial, dataset, lambda test: _denoised(student, test))
     outcome.model = model_cost(student, dataset.sample_rate)
+
+
+def student_checkpoint(trial: Trial) -> Path:
+    return Path(trial.results_dir) / "students" / f"{trial.id}.pt"
+
+
+def _run_score_only(trial: Trial, dataset: PreparedDataset, outcome: Outcome) -> None:
+    """Score a finished trial's model on test sets added since it ran, without training:
+    the student from its saved checkpoint, the teacher from the teacher cache."""
+    registry = get_registry()
+    if trial.role == "noisy":
+        outcome.scores = _score(trial, dataset, _noisy_inputs)
+        return
+    if trial.role == "teacher":
+        model, _ = get_teacher(
+            registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir)
+        )
+    else:
+        model, _ = build_from_checkpoint(student_checkpoint(trial), registry)
+    outcome.scores = _score(trial, dataset, lambda test: _denoised(model, test))
 
 
 def provenance() -> dict[str, str]:
@@ -223,7 +286,9 @@ def execute(trial: Trial, on_step: Callable[[int, int], None] | None = None) -> 
     outcome = Outcome(trial=trial, status="done", started=time.time())
     try:
         dataset = prepared_dataset(trial)
-        if trial.role == "noisy":
+        if trial.score_only:
+            _run_score_only(trial, dataset, outcome)
+        elif trial.role == "noisy":
             _run_noisy(trial, dataset, outcome)
         elif trial.role == "teacher":
             _run_teacher(trial, dataset, outcome, on_step)
@@ -238,5 +303,6 @@ def execute(trial: Trial, on_step: Callable[[int, int], None] | None = None) -> 
         outcome.error = f"{type(exc).__name__}: {exc}"
         outcome.details["traceback"] = traceback.format_exc()
     outcome.details["provenance"] = provenance()
+    outcome.details["platform"] = platform.describe("cpu")
     outcome.finished = time.time()
     return outcome

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from kdbench_plugins.datasets import espeak_cache, espeak_corpus, espeak_engine
 from kdbench_plugins.datasets.espeak_corpus import SPLITS, EspeakSettings, GeneratedUtterance
-from kdbench_plugins.datasets.procedural.plugin import MIN_SECONDS, ProceduralDataset
+from kdbench_plugins.datasets.procedural.plugin import (
+    MIN_SECONDS,
+    ProceduralDataset,
+    checked_snrs,
+)
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -74,12 +77,7 @@ def espeak_settings(params: Mapping[str, Any], installed: frozenset[str]) -> Esp
     seconds = float(params["seconds"])
     if not seconds >= MIN_SECONDS:
         raise ConfigError(f"{owner}.seconds: must be >= {MIN_SECONDS}, got {seconds}")
-    try:
-        snrs = tuple(float(s) for s in params["snrs"])
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{owner}.snrs: not a list of numbers: {params['snrs']!r}") from exc
-    if not snrs or not all(math.isfinite(s) for s in snrs):
-        raise ConfigError(f"{owner}.snrs: need finite values, got {params['snrs']!r}")
+    snrs = checked_snrs(owner, params["snrs"])
     if not params["noises"]:
         raise ConfigError(f"{owner}.noises: at least one noise type is needed")
     if not params["accents"]:

@@ -27,8 +27,8 @@ import torchaudio.functional as AF
 from kdbench_plugins.datasets import espeak_engine
 from kdbench_plugins.datasets.espeak_engine import ShardAudio, UtteranceScript, Voice
 from kdbench_plugins.datasets.espeak_sentences import sentence
-from kdbench_plugins.datasets.procedural.generate import PEAK
-from kdbench_plugins.datasets.procedural.noise import make_noise, mix
+from kdbench_plugins.datasets.procedural.generate import noise_rng, scaled_pair
+from kdbench_plugins.datasets.procedural.noise import make_noise
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
 
 GENERATOR_VERSION = 1
@@ -46,7 +46,9 @@ if a very long utterance runs out of them."""
 RATE_WPM, PITCH, RANGE = (140, 200), (25, 75), (20, 80)
 """Per-voice prosody, drawn uniformly (eSpeak's defaults are 175 wpm, 50 and 50)."""
 
-_VOICE, _SPEECH, _CHOICE, _NOISE = 1, 2, 3, 4
+_VOICE, _SPEECH, _CHOICE = 1, 2, 3
+"""Purposes of the per-utterance seeds; the noise comes from the procedural corpus's
+`noise_rng`, so a split's noise instances are the same in both corpora."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,12 +189,12 @@ def _mixed(
     choice = _rng(settings, shard.split, _CHOICE, u)
     kind = settings.noises[int(choice.integers(len(settings.noises)))]
     snr = settings.snrs[int(choice.integers(len(settings.snrs)))]
-    mixture = mix(speech, make_noise(kind, _rng(settings, shard.split, _NOISE, u), n), snr)
-    gain = PEAK / max(float(np.abs(mixture).max()), float(np.abs(speech).max()))
+    noise = make_noise(kind, noise_rng(settings.seed, shard.split, u), n)
+    clean, noisy = scaled_pair(speech, noise, snr)
     voice = script.voice
     return GeneratedUtterance(
-        clean=(speech * gain).astype(np.float32),
-        noisy=(mixture * gain).astype(np.float32),
+        clean=clean,
+        noisy=noisy,
         meta={
             "voice": voice.id,
             "accent": voice.accent,

@@ -26,6 +26,7 @@ from kdbench_plugins.datasets.file_pairs import (
     speaker_of,
     warn_if_silent,
 )
+from kdbench_plugins.datasets.procedural.noise import mix_at_snr
 
 from kdbench.api import (
     AudioError,
@@ -217,14 +218,6 @@ def _fit_length(
     return signal[indices], offset
 
 
-def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """`speech` plus `noise` scaled so their power ratio is `snr_db` over the whole clip."""
-    speech_power = float(np.mean(speech.astype(np.float64) ** 2))
-    noise_power = float(np.mean(noise.astype(np.float64) ** 2))
-    gain = np.sqrt(speech_power / (noise_power * 10.0 ** (snr_db / 10.0)))
-    return (speech + gain * noise).astype(np.float32)
-
-
 class MixDataset(_FileDataset):
     name = "mix"
     description = "clean speech mixed with noise recordings at chosen SNRs (seeded)"
@@ -319,7 +312,11 @@ class MixDataset(_FileDataset):
             clean, speech_offset = _fit_length(source, min(longest, len(source)), rng)
             noise_clip, noise_offset = _fit_length(noise[noise_path], len(clean), rng)
             warn_if_silent(clean, speech_path)
-            noisy = mix_at_snr(clean, noise_clip, snr_db) if np.any(clean) else clean + noise_clip
+            noisy = (
+                mix_at_snr(clean, noise_clip, snr_db).astype(np.float32)
+                if np.any(clean)
+                else clean + noise_clip
+            )
             meta = {
                 "speaker": speaker_of(speech_path.name),
                 "snr_db": snr_db if np.any(clean) else float("nan"),

@@ -6,7 +6,6 @@ table reads the same whichever metric produced it.
 
 from __future__ import annotations
 
-import importlib.metadata
 from math import gcd
 
 import numpy as np
@@ -41,11 +40,3 @@ def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
         return signal
     divisor = gcd(from_rate, to_rate)
     return resample_poly(signal, to_rate // divisor, from_rate // divisor)
-
-
-def version_of(distribution: str) -> str:
-    """The installed version of a package, for `Metric.provenance`."""
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"

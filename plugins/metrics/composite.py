@@ -23,11 +23,11 @@ import hashlib
 from typing import Any, ClassVar
 
 import numpy as np
-from kdbench_plugins.metrics._signal import checked_pair, version_of
+from kdbench_plugins.metrics._signal import checked_pair
 from kdbench_plugins.metrics.pesq_metrics import pesq_score
 from numpy.lib.stride_tricks import sliding_window_view
 
-from kdbench.api import Metric, MetricUndefined, hookimpl
+from kdbench.api import Metric, MetricUndefined, hookimpl, version_of
 
 TRIM = 0.95
 SEGSNR_LIMITS_DB = (-10.0, 35.0)

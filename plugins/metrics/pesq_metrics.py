@@ -11,9 +11,9 @@ from typing import ClassVar
 
 import numpy as np
 import pesq
-from kdbench_plugins.metrics._signal import checked_pair, resample, version_of
+from kdbench_plugins.metrics._signal import checked_pair, resample
 
-from kdbench.api import Metric, MetricUndefined, hookimpl
+from kdbench.api import Metric, MetricUndefined, hookimpl, version_of
 
 MIN_SECONDS = 0.25
 """P.862's shortest buffer; shorter clips make `pesq` raise `BufferTooShortError`."""

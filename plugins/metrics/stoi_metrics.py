@@ -11,10 +11,10 @@ import warnings
 from typing import ClassVar
 
 import numpy as np
-from kdbench_plugins.metrics._signal import checked_pair, version_of
+from kdbench_plugins.metrics._signal import checked_pair
 from pystoi import stoi as pystoi_stoi
 
-from kdbench.api import Metric, MetricUndefined, hookimpl
+from kdbench.api import Metric, MetricUndefined, hookimpl, version_of
 
 
 def stoi_score(clean: np.ndarray, estimate: np.ndarray, sample_rate: int, extended: bool) -> float:

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
-from kdbench_plugins.datasets.procedural.noise import make_noise, mix
+from kdbench_plugins.datasets.procedural.noise import make_noise, mix_at_snr
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, Talker, draw_talker, synthesize
 
 GENERATOR_VERSION = 2
@@ -74,6 +74,25 @@ def _rng(settings: CorpusSettings, split: str, purpose: int, index: int) -> np.r
     return np.random.default_rng([settings.seed, SPLITS.index(split), purpose, index])
 
 
+def noise_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator of the noise that utterance `index` of `split` is mixed with.
+
+    Public so that a corpus that must never reuse training noise (a test-only set) can
+    draw the test split's instances: the split is part of the seed, so no index of the
+    test split ever yields a training instance.
+    """
+    return np.random.default_rng([seed, SPLITS.index(split), _NOISE, index])
+
+
+def scaled_pair(speech: np.ndarray, noise: np.ndarray, snr_db: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, noisy) float32: `speech` mixed with `noise` at `snr_db`, both scaled by one
+    gain so the louder peaks at `PEAK`."""
+    mixture = mix_at_snr(speech, noise, snr_db)
+    gain = PEAK / max(float(np.abs(mixture).max()), float(np.abs(speech).max()))
+    return (speech * gain).astype(np.float32), (mixture * gain).astype(np.float32)
+
+
 def split_talkers(settings: CorpusSettings, split: str) -> list[Talker]:
     """The split's voices; the split is part of every talker's seed, so splits never share
     one."""
@@ -97,11 +116,8 @@ def generate_shard(shard: Shard) -> tuple[Shard, SplitAudio]:
         choice = _rng(settings, shard.split, _CHOICE, u)
         kind = settings.noises[int(choice.integers(len(settings.noises)))]
         snr = settings.snrs[int(choice.integers(len(settings.snrs)))]
-        noise = make_noise(kind, _rng(settings, shard.split, _NOISE, u), n)
-        mixture = mix(speech, noise, snr)
-        gain = PEAK / max(float(np.abs(mixture).max()), float(np.abs(speech).max()))
-        clean[row] = speech * gain
-        noisy[row] = mixture * gain
+        noise = make_noise(kind, noise_rng(settings.seed, shard.split, u), n)
+        clean[row], noisy[row] = scaled_pair(speech, noise, snr)
         meta.append({
             "talker": talker.id,
             "talker_kind": talker.kind,

@@ -79,9 +79,12 @@ def babble(rng: np.random.Generator, n: int) -> np.ndarray:
     return _unit_rms(total)
 
 
-def hum_fan(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Mains hum (50 or 60 Hz and harmonics, slowly drifting) over a fan: low-passed
-    broadband noise with a blade-pass tone and its harmonics."""
+def mains_hum(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Mains hum alone: 50 or 60 Hz and its harmonics up to the 12th, slowly drifting.
+
+    Not one of `NOISE_TYPES` (adding it would change every procedural corpus's identity);
+    `hum_fan` mixes it with a fan, and datasets that want pure hum call it directly.
+    """
     t = np.arange(n) / SAMPLE_RATE
     mains = float(rng.choice([50.0, 60.0]))
     drift = 1.0 + 0.002 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t + rng.uniform(0, 6.3))
@@ -90,6 +93,14 @@ def hum_fan(rng: np.random.Generator, n: int) -> np.ndarray:
     for harmonic in range(1, 13):
         level = rng.lognormal(0.0, 0.5) / harmonic ** (0.7 if harmonic % 2 == 0 else 1.2)
         hum += level * np.sin(harmonic * phase + rng.uniform(0, 2 * np.pi))
+    return _unit_rms(hum)
+
+
+def hum_fan(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Mains hum (see `mains_hum`) over a fan: low-passed broadband noise with a
+    blade-pass tone and its harmonics."""
+    hum = mains_hum(rng, n)
+    t = np.arange(n) / SAMPLE_RATE
     cutoff = rng.uniform(600.0, 3000.0)
     lowpass = signal.butter(2, cutoff, fs=SAMPLE_RATE, output="sos")
     fan = _unit_rms(signal.sosfilt(lowpass, pink(rng, n)))
@@ -99,7 +110,7 @@ def hum_fan(rng: np.random.Generator, n: int) -> np.ndarray:
         fan += 0.4 / harmonic * wobble * np.sin(2 * np.pi * blade * harmonic * t
                                                  + rng.uniform(0, 2 * np.pi))
     hum_share = rng.uniform(0.2, 0.8)
-    return _unit_rms(hum_share * _unit_rms(hum) + (1.0 - hum_share) * _unit_rms(fan))
+    return _unit_rms(hum_share * hum + (1.0 - hum_share) * _unit_rms(fan))
 
 
 def nonstationary(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -139,14 +150,17 @@ def make_noise(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
     return GENERATORS[kind](rng, n)
 
 
-def mix(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """`clean` plus `noise` scaled so the whole-clip power ratio is exactly `snr_db`.
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """`speech` plus `noise` scaled so the whole-clip power ratio is exactly `snr_db`.
 
-    Whole-clip rather than active-speech power keeps the definition simple and exact; on
-    generated speech (about 80% active) the active-speech SNR is about 1 dB higher, under
-    3 dB at most.
+    The one mixer of every kdbench corpus (procedural, espeak, realspeech, and `mix` for
+    files), so an SNR means the same everywhere; here, in a torch-free module, because the
+    corpus generators' pool workers import it and must start fast. Whole-clip rather than
+    active-speech power keeps the definition simple and exact (on generated speech, about
+    80 % active, the active-speech SNR is about 1 dB higher). Powers are summed in float64
+    whatever the inputs; a silent noise adds nothing instead of dividing by zero.
     """
-    clean_power = float(np.mean(clean**2))
-    noise_power = max(float(np.mean(noise**2)), 1e-20)
-    scale = np.sqrt(clean_power / (noise_power * 10.0 ** (snr_db / 10.0)))
-    return clean + scale * noise
+    speech_power = float(np.mean(np.asarray(speech, dtype=np.float64) ** 2))
+    noise_power = max(float(np.mean(np.asarray(noise, dtype=np.float64) ** 2)), 1e-20)
+    gain = np.sqrt(speech_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+    return speech + gain * noise

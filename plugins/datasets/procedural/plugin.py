@@ -43,6 +43,18 @@ MIN_SECONDS = 1.0
 """PESQ and STOI need about a second of speech to give stable scores."""
 
 
+def checked_snrs(owner: str, value: Any) -> tuple[float, ...]:
+    """`value` as a non-empty tuple of finite SNRs in dB, or an error naming `owner`.snrs;
+    shared by the datasets that mix at a list of SNRs."""
+    try:
+        snrs = tuple(float(s) for s in value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{owner}.snrs: not a list of numbers: {value!r}") from exc
+    if not snrs or not all(math.isfinite(s) for s in snrs):
+        raise ConfigError(f"{owner}.snrs: need finite values, got {value!r}")
+    return snrs
+
+
 def corpus_settings(params: Mapping[str, Any]) -> CorpusSettings:
     """Check resolved parameters and turn them into the generator's settings."""
     for key in ("n_train", "n_valid", "n_test"):
@@ -54,14 +66,7 @@ def corpus_settings(params: Mapping[str, Any]) -> CorpusSettings:
     seconds = float(params["seconds"])
     if not seconds >= MIN_SECONDS:
         raise ConfigError(f"dataset.procedural.seconds: must be >= {MIN_SECONDS}, got {seconds}")
-    try:
-        snrs = tuple(float(s) for s in params["snrs"])
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"dataset.procedural.snrs: not a list of numbers: {params['snrs']!r}"
-        ) from exc
-    if not snrs or not all(math.isfinite(s) for s in snrs):
-        raise ConfigError(f"dataset.procedural.snrs: need finite values, got {params['snrs']!r}")
+    snrs = checked_snrs("dataset.procedural", params["snrs"])
     noises = tuple(params["noises"])
     if not noises:
         raise ConfigError("dataset.procedural.noises: at least one noise type is needed")

@@ -1,0 +1,170 @@
+"""An answer that survives machines and teachers: several teacher seeds nest the students,
+every trial records its numeric platform and a cell that mixes two is flagged, and extra
+test sets score every model on another corpus, also when added after the grid ran."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas.testing as pd_testing
+import pytest
+from kdbench_plugins.executors.local import LocalExecutor
+from rich.console import Console
+
+from kdbench.config import load_config
+from kdbench.plugin.registry import get_registry
+from kdbench.report.leaderboard import PLATFORM_MARK, collect, legend, render_terminal
+from kdbench.run import platform
+from kdbench.run.grid import build_grid, teacher_settings
+from kdbench.run.runner import run_grid
+from kdbench.run.store import Store
+
+TINY = [
+    "train.steps=2",
+    "teacher.steps=2",
+    "run.pairs=width",
+    "run.metrics=si_sdr",
+    "dataset.procedural.n_train=4",
+    "dataset.procedural.n_valid=2",
+    "dataset.procedural.n_test=2",
+]
+
+
+@pytest.fixture
+def with_test_plugins(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("KDBENCH_PLUGINS", "runner_plugins")
+    yield get_registry(reload=True)
+    monkeypatch.delenv("KDBENCH_PLUGINS")
+    get_registry(reload=True)
+
+
+def _grid(cache: Path, results: Path, overrides=(), methods="cosine", seeds=(0, 1), prepare=True):
+    registry = get_registry()
+    config = load_config("ci", [*TINY, "run.jobs=1", *overrides], registry)
+    grid = build_grid(
+        config, registry, cache, results, methods=methods, seeds=list(seeds),
+        prepare_datasets=prepare,
+    )
+    return config, grid
+
+
+def test_several_teacher_seeds_nest_the_student_seeds(tmp_path: Path) -> None:
+    _, grid = _grid(tmp_path, tmp_path, ["teacher.seeds=0,1"], seeds=range(4), prepare=False)
+    teachers = {t.teacher_seed: t for t in grid.references if t.role == "teacher"}
+    assert sorted(teachers) == [0, 1] and teachers[0].id != teachers[1].id
+    for student in grid.students:
+        assert student.teacher_seed == student.seed % 2
+        assert student.teacher_settings == teachers[student.teacher_seed].teacher_settings
+    by_seed = {}
+    for student in grid.students:  # every method of a student seed distils from one teacher
+        by_seed.setdefault(student.seed, set()).add(student.teacher_seed)
+    assert all(len(found) == 1 for found in by_seed.values())
+    assert {s.method for s in grid.students} == {"none", "cosine"}
+
+
+def test_one_teacher_seed_keeps_the_identity_a_single_seed_setting_had(tmp_path: Path) -> None:
+    config, grid = _grid(tmp_path, tmp_path, prepare=False)
+    settings = teacher_settings(config, 0)
+    assert "seeds" not in settings and settings["seed"] == 0
+    assert set(settings) == set(config.teacher) - {"seeds"} | {"seed"}
+    teacher = next(t for t in grid.references if t.role == "teacher")
+    assert teacher.teacher_settings == settings
+
+
+def test_trials_record_their_platform_and_a_mixed_cell_is_flagged(tmp_path: Path) -> None:
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    config, grid = _grid(cache, results, methods="none")
+    store = Store(results / "results.db")
+    run_grid(grid, store, LocalExecutor(), {}, 1, console=Console(file=io.StringIO()))
+    here = platform.describe("cpu")
+    trials = store.trials()
+    assert set(trials["platform"]) == {here["fingerprint"]}
+    assert trials["details"].iloc[0]["platform"]["cpu_isa"] == here["cpu_isa"]
+    assert not collect(grid, store, config).mixes_platforms("width", "none")
+
+    other = grid.students[1].id
+    store.connection.execute("UPDATE trials SET platform = 'elsewhere' WHERE id = ?", (other,))
+    data = collect(grid, store, config)
+    assert data.mixes_platforms("width", "none")
+    assert any(line.startswith(PLATFORM_MARK) and "width/none" in line for line in legend(data))
+    out = io.StringIO()
+    render_terminal(data, Console(file=out, width=200))
+    assert PLATFORM_MARK in out.getvalue()
+
+    said = io.StringIO()
+    run_grid(grid, store, LocalExecutor(), {}, 1, console=Console(file=said, width=300))
+    assert "made on another numeric platform" in said.getvalue()
+    assert "not part of its id" in said.getvalue()
+
+
+def test_extra_test_sets_score_every_model_and_are_added_without_retraining(
+    tmp_path: Path, with_test_plugins
+) -> None:
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    _, before = _grid(cache, results)
+    store = Store(results / "results.db")
+    run_grid(before, store, LocalExecutor(), {}, 1, console=Console(file=io.StringIO()))
+    finished = dict(zip(store.trials()["id"], store.trials()["finished"]))
+
+    config, grid = _grid(cache, results, ["run.test_datasets=test_tones"])
+    assert [t.id for t in grid.trials] == [t.id for t in before.trials]  # not in the ids
+    report = run_grid(grid, store, LocalExecutor(), {}, 1, console=Console(file=io.StringIO()))
+    assert report.ran == len(grid.trials) and not report.failed  # each scored, none trained
+    trials = store.trials()
+    assert dict(zip(trials["id"], trials["finished"])) == finished
+    scored = store.test_sets_scored(finished)
+    assert all(found == {"procedural", "test_tones"} for found in scored.values())
+    tones = store.scores(finished)
+    assert set(tones[tones["test_set"] == "test_tones"]["utterance"]) == {"tone0", "tone1"}
+
+    data = collect(grid, store, config)
+    assert data.datasets == ["procedural", "procedural → test_tones"]
+    assert set(data.summary["dataset"]) == set(data.datasets)
+    assert data.reference("procedural → test_tones", "teacher", "si_sdr") is not None
+    out = io.StringIO()
+    render_terminal(data, Console(file=out, width=200))
+    assert "procedural → test_tones (tones-v1)" in out.getvalue()
+    again = run_grid(grid, store, LocalExecutor(), {}, 1, console=Console(file=io.StringIO()))
+    assert again.ran == 0
+
+
+def test_status_names_each_cells_platforms(tmp_path: Path) -> None:
+    from kdbench.run.status import grid_status, render_status
+
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    _, grid = _grid(cache, results, methods="none", seeds=(0,))
+    store = Store(results / "results.db")
+    run_grid(grid, store, LocalExecutor(), {}, 1, console=Console(file=io.StringIO()))
+    status = grid_status(grid, store)
+    here = platform.label(platform.describe("cpu"))
+    assert status.platforms[("procedural", "width", "none")] == {here: 1}
+    out = io.StringIO()
+    render_status(status, Console(file=out, width=300))
+    assert here in out.getvalue()
+
+
+def test_the_leaderboard_treats_the_teacher_as_a_random_factor(tmp_path: Path) -> None:
+    from kdbench.report import hierarchy
+    from kdbench.report.formats import render
+
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    config, grid = _grid(cache, results, ["teacher.seeds=0,1"], methods="output", seeds=range(4))
+    store = Store(results / "results.db")
+    run_grid(grid, store, LocalExecutor(), {}, 1, console=Console(file=io.StringIO()))
+    data = collect(grid, store, config)
+    assert sorted(data.scores["teacher"].unique()) == [0, 1]
+    expected = hierarchy.teacher_level_comparison(
+        data.scores, data.higher_is_better, references=data.comparisons
+    )
+    pd_testing.assert_frame_equal(data.teacher_level, expected)
+    pooled = data.teacher_level[data.teacher_level["pair"] == hierarchy.POOLED]
+    assert set(pooled["n_teachers"]) == {2} and set(pooled["n_units"]) == {4}
+    assert set(data.variance["n_teachers"]) == {2}
+    out = io.StringIO()
+    render_terminal(data, Console(file=out, width=250))
+    assert "teacher as a random factor, 2 teacher(s)" in out.getvalue()
+    assert "where the spread of student scores comes from" in out.getvalue()
+    document = json.loads(render(data, "json"))
+    assert len(document["teacher_level"]) == len(expected) and document["variance_components"]
