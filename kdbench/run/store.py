@@ -406,6 +406,7 @@ class Store:
 
         self.write(statements)
 
+    @_read
     def test_sets_scored(self, ids: Iterable[str]) -> dict[str, set[str]]:
         """For each trial id, the test sets it has scores on."""
         ids = list(ids)
