@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kdbench.api import PreparedDataset, resolve_params
-from kdbench.config import Config
+from kdbench.config import Config, identity_settings
 from kdbench.errors import ConfigError
 from kdbench.plugin.registry import Registry
 from kdbench.run.identity import stable_id
@@ -99,6 +99,8 @@ def build_grid(
         "teacher_settings": dict(config.teacher),
         "threads": threads,
         "eval_jobs": threads,
+        "device": run["device"],
+        "deterministic": run["deterministic"],
     }
     references: list[Trial] = []
     students: list[Trial] = []
@@ -120,7 +122,8 @@ def build_grid(
             pair = registry.get("pairs", pair_name)
             teacher = pair.teacher.to_json()
             teacher_id = stable_id(
-                "teacher", {"dataset": identity, "spec": teacher, "settings": config.teacher}
+                "teacher",
+                {"dataset": identity, "spec": teacher, "settings": identity_settings(config.teacher)},
             )
             if teacher_id not in seen_teachers:
                 seen_teachers.add(teacher_id)
@@ -139,11 +142,11 @@ def build_grid(
                         "dataset": identity,
                         "teacher": teacher,
                         "student": pair.student.to_json(),
-                        "teacher_settings": config.teacher,
+                        "teacher_settings": identity_settings(config.teacher),
                         "method": method_name,
                         "method_params": method_params,
                         "seed": seed,
-                        "train": config.train,
+                        "train": identity_settings(config.train),
                     }
                     students.append(
                         Trial(

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from kdbench.run.trial import Outcome
+from kdbench.run.trial import RUN_SETTINGS, Outcome
 
 SCHEMA_VERSION = 2
 
@@ -182,7 +182,7 @@ class Store:
         spec = {
             key: value
             for key, value in vars(trial).items()
-            if key not in {"cache_dir", "results_dir", "threads", "eval_jobs"}
+            if key not in RUN_SETTINGS
         }
         row = (
             trial.id,

@@ -3,12 +3,17 @@
 `execute` is the top-level function every executor ships to its workers. It never raises
 for the trial's own failure: an exception, a diverging loss or a method that does not fit
 the pair becomes an `Outcome` with its status and reason, so the grid goes on.
+
+A trial runs on the device its `device` setting resolves to on the machine that runs it
+(`kdbench.api.devices`: provenance, not identity, so the setting is not in the id). Models
+train, infer and distil there; metrics and model costs are computed on the CPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import time
 import traceback
@@ -19,17 +24,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
+from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset, resolve_device
 from kdbench.deploy.checkpoints import save_checkpoint
 from kdbench.deploy.cost import model_cost
-from kdbench.errors import NotApplicable, TrialDiverged
+from kdbench.errors import KdbenchError, NotApplicable, TrialDiverged
 from kdbench.plugin.registry import get_registry
 from kdbench.run.evaluate import Score, score_utterances
-from kdbench.train.teacher import get_teacher
+from kdbench.train.numerics import configure_cuda
+from kdbench.train.teacher import get_teacher, teacher_key, teacher_path
 from kdbench.train.teacher_outputs import shared_teacher_outputs
 from kdbench.train.trainer import train
 
 ROLES = ("noisy", "teacher", "student")
+RUN_SETTINGS = frozenset({"cache_dir", "results_dir", "threads", "eval_jobs", "device", "deterministic"})
+"""Fields that say where and how a trial runs, not what it is: not in its id or its spec."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +62,8 @@ class Trial:
     train_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     threads: int = 1
     eval_jobs: int = 1
+    device: str = "auto"
+    deterministic: bool = True
 
     def label(self) -> str:
         if self.role == "student":
@@ -65,6 +75,32 @@ class Trial:
     def teacher_key_label(self) -> str:
         spec = self.teacher_spec or {}
         return f"{spec.get('family', '?')} {spec.get('params', {})}"
+
+    def student_checkpoint(self) -> Path:
+        return Path(self.results_dir) / "students" / f"{self.id}.pt"
+
+    # How a trial runs on a machine that does not see the driver's disk (NodePortable in
+    # kdbench.api.executors): the dataset is prepared again there and checked against its
+    # identity; the files below travel with the trial through the executor.
+
+    def node_inputs(self) -> dict[str, Path]:
+        """The trained teacher, when the driver has it: a node then need not retrain it."""
+        if self.role == "noisy":
+            return {}
+        key = teacher_key(_spec(self.teacher_spec), self.dataset_identity, self.teacher_settings)
+        return {"teacher": teacher_path(Path(self.cache_dir), key)}
+
+    def node_outputs(self) -> dict[str, Path]:
+        """What the driver keeps: a teacher's checkpoint (students elsewhere read it) and a
+        student's weights (`kdbench denoise` and `export` read them)."""
+        if self.role == "teacher":
+            return self.node_inputs()
+        if self.role == "student":
+            return {"student": self.student_checkpoint()}
+        return {}
+
+    def on_node(self, cache_dir: Path, results_dir: Path) -> Trial:
+        return dataclasses.replace(self, cache_dir=str(cache_dir), results_dir=str(results_dir))
 
 
 @dataclasses.dataclass
@@ -85,12 +121,18 @@ _datasets: dict[str, PreparedDataset] = {}
 
 
 def prepared_dataset(trial: Trial) -> PreparedDataset:
-    """The trial's dataset, prepared once per worker process."""
+    """The trial's dataset, prepared once per worker process, and checked to be the one the
+    grid was built on (a node that prepares it from its own files or cache could differ)."""
     if trial.dataset_identity not in _datasets:
         plugin = get_registry().get("datasets", trial.dataset)
-        _datasets[trial.dataset_identity] = plugin.prepare(
-            trial.dataset_params, Path(trial.cache_dir)
-        )
+        prepared = plugin.prepare(trial.dataset_params, Path(trial.cache_dir))
+        if prepared.identity != trial.dataset_identity:
+            raise KdbenchError(
+                f"dataset {trial.dataset} prepared on {socket.gethostname()} under "
+                f"{trial.cache_dir} has identity {prepared.identity}, but the grid was built "
+                f"on {trial.dataset_identity}: this machine's data differs from the driver's"
+            )
+        _datasets[trial.dataset_identity] = prepared
     return _datasets[trial.dataset_identity]
 
 
@@ -100,11 +142,12 @@ def _spec(raw: Mapping[str, Any] | None) -> ModelSpec:
 
 
 def _denoise_split(model: MaskDenoiser, dataset: PreparedDataset) -> list[np.ndarray]:
+    """Test-split estimates on the model's device, brought back for the CPU metrics."""
     estimates = []
     with torch.inference_mode():
         for utterance in dataset.splits["test"]:
             noisy = torch.from_numpy(np.asarray(utterance.noisy, dtype=np.float32))[None]
-            estimates.append(model.denoise(noisy)[0].numpy())
+            estimates.append(model.denoise(noisy.to(model.device))[0].cpu().numpy())
     return estimates
 
 
@@ -122,7 +165,7 @@ def _latent_shapes(model: MaskDenoiser, samples: int) -> dict[str, torch.Size]:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        latents = model(torch.zeros(1, samples)).latents
+        latents = model(torch.zeros(1, samples, device=model.device)).latents
     model.train(was_training)
     return {name: tensor.shape for name, tensor in latents.items()}
 
@@ -132,32 +175,51 @@ def _run_noisy(trial: Trial, dataset: PreparedDataset, outcome: Outcome) -> None
     outcome.scores = _score(trial, dataset, estimates)
 
 
+def _teacher_outputs_folder(trial: Trial, key: str, device: torch.device) -> Path:
+    """One teacher-output table per teacher and platform kind: a CPU's table keeps the
+    folder it always had; a GPU's values differ in their last bits, so it has its own."""
+    name = key
+    if device.type == "cuda":
+        name += "-" + re.sub(r"[^A-Za-z0-9]+", "_", torch.cuda.get_device_name(device))
+    return Path(trial.cache_dir) / "teacher_outputs" / name
+
+
 def _run_teacher(
-    trial: Trial, dataset: PreparedDataset, outcome: Outcome, on_step: Callable[[int, int], None] | None
+    trial: Trial,
+    dataset: PreparedDataset,
+    outcome: Outcome,
+    on_step: Callable[[int, int], None] | None,
+    device: torch.device,
 ) -> None:
     registry = get_registry()
     teacher, meta = get_teacher(
-        registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir), on_step
+        registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir),
+        on_step, device,
     )
     outcome.details["teacher"] = meta
     outcome.scores = _score(trial, dataset, _denoise_split(teacher, dataset))
-    outcome.model = model_cost(teacher, dataset.sample_rate)
+    outcome.model = model_cost(teacher.cpu(), dataset.sample_rate)
 
 
 def _run_student(
-    trial: Trial, dataset: PreparedDataset, outcome: Outcome, on_step: Callable[[int, int], None] | None
+    trial: Trial,
+    dataset: PreparedDataset,
+    outcome: Outcome,
+    on_step: Callable[[int, int], None] | None,
+    device: torch.device,
 ) -> None:
     registry = get_registry()
     method = registry.get("methods", trial.method)(**trial.method_params)
     teacher = None
     if method.needs_teacher:
         teacher, meta = get_teacher(
-            registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir)
+            registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir),
+            device=device,
         )
         outcome.details["teacher"] = meta
     student_spec = _spec(trial.student_spec)
     torch.manual_seed(int(trial.seed or 0))
-    student = registry.get("models", student_spec.family).build(student_spec.params)
+    student = registry.get("models", student_spec.family).build(student_spec.params).to(device)
     crop = int(round(trial.train_settings["crop_seconds"] * dataset.sample_rate))
     if teacher is None:
         teacher_shapes = {}
@@ -166,7 +228,7 @@ def _run_student(
     kd_loss = method.build(teacher_shapes, _latent_shapes(student, crop))
     teacher_outputs = None
     if teacher is not None:
-        folder = Path(trial.cache_dir) / "teacher_outputs" / outcome.details["teacher"]["teacher_key"]
+        folder = _teacher_outputs_folder(trial, outcome.details["teacher"]["teacher_key"], device)
         teacher_outputs = shared_teacher_outputs(folder, teacher)
         counts_before = (teacher_outputs.computed, teacher_outputs.from_table)
     result = train(
@@ -180,6 +242,7 @@ def _run_student(
         teacher=teacher,
         on_step=on_step,
         teacher_outputs=teacher_outputs,
+        device=device,
     )
     outcome.details["train"] = dataclasses.asdict(result)
     if teacher_outputs is not None:
@@ -189,7 +252,7 @@ def _run_student(
         }
     outcome.details["extra_params"] = kd_loss.extra_parameters()
     save_checkpoint(
-        Path(trial.results_dir) / "students" / f"{trial.id}.pt",
+        trial.student_checkpoint(),
         student_spec,
         student,
         {
@@ -201,7 +264,7 @@ def _run_student(
         },
     )
     outcome.scores = _score(trial, dataset, _denoise_split(student, dataset))
-    outcome.model = model_cost(student, dataset.sample_rate)
+    outcome.model = model_cost(student.cpu(), dataset.sample_rate)
 
 
 def provenance() -> dict[str, str]:
@@ -218,17 +281,25 @@ def provenance() -> dict[str, str]:
 
 
 def execute(trial: Trial, on_step: Callable[[int, int], None] | None = None) -> Outcome:
-    """Run one trial to an outcome; only KeyboardInterrupt escapes."""
+    """Run one trial to an outcome; only KeyboardInterrupt escapes.
+
+    `device` below is the torch device the trial resolved to on this machine: every model
+    of the trial runs there, and it is recorded in `details["device"]`.
+    """
     torch.set_num_threads(max(1, trial.threads))
     outcome = Outcome(trial=trial, status="done", started=time.time())
     try:
+        device = resolve_device(trial.device)
+        outcome.details["device"] = str(device)
+        if device.type == "cuda":
+            configure_cuda(trial.deterministic)
         dataset = prepared_dataset(trial)
         if trial.role == "noisy":
             _run_noisy(trial, dataset, outcome)
         elif trial.role == "teacher":
-            _run_teacher(trial, dataset, outcome, on_step)
+            _run_teacher(trial, dataset, outcome, on_step, device)
         else:
-            _run_student(trial, dataset, outcome, on_step)
+            _run_student(trial, dataset, outcome, on_step, device)
     except NotApplicable as exc:
         outcome.status, outcome.error = "not_applicable", str(exc)
     except TrialDiverged as exc:

@@ -15,16 +15,22 @@ import filelock
 import torch
 
 from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
+from kdbench.config import identity_settings
 from kdbench.deploy.checkpoints import build_from_checkpoint, save_checkpoint
 from kdbench.run.identity import stable_id
 from kdbench.train.trainer import train
 
 
-def teacher_key(spec: ModelSpec, dataset: PreparedDataset, settings: Mapping[str, Any]) -> str:
+def teacher_key(spec: ModelSpec, dataset_identity: str, settings: Mapping[str, Any]) -> str:
     return stable_id(
         "teacher",
-        {"spec": spec.to_json(), "dataset": dataset.identity, "settings": dict(settings)},
+        {"spec": spec.to_json(), "dataset": dataset_identity, "settings": identity_settings(settings)},
     )
+
+
+def teacher_path(cache_dir: Path, key: str) -> Path:
+    """Where the teacher of `key` is cached: the one file a node needs to use it."""
+    return cache_dir / "teachers" / f"{key}.pt"
 
 
 def freeze(model: MaskDenoiser) -> MaskDenoiser:
@@ -41,10 +47,12 @@ def get_teacher(
     settings: Mapping[str, Any],
     cache_dir: Path,
     on_step: Callable[[int, int], None] | None = None,
+    device: torch.device | None = None,
 ) -> tuple[MaskDenoiser, dict[str, Any]]:
-    """The frozen teacher and its checkpoint metadata, training it if not cached."""
-    key = teacher_key(spec, dataset, settings)
-    path = cache_dir / "teachers" / f"{key}.pt"
+    """The frozen teacher on `device` (default CPU) and its checkpoint metadata, training it
+    there if not cached."""
+    key = teacher_key(spec, dataset.identity, settings)
+    path = teacher_path(cache_dir, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(path) + ".lock"):
         if not path.exists():
@@ -60,6 +68,7 @@ def get_teacher(
                 seed=int(settings["seed"]),
                 sample_rate=dataset.sample_rate,
                 on_step=on_step,
+                device=device,
             )
             save_checkpoint(
                 path,
@@ -75,4 +84,4 @@ def get_teacher(
                 },
             )
     model, payload = build_from_checkpoint(path, registry)
-    return freeze(model), {**payload["meta"], "path": str(path)}
+    return freeze(model.to(device or "cpu")), {**payload["meta"], "path": str(path)}
