@@ -112,6 +112,7 @@ def run(
     executor_params = resolve_params(
         f"executor.{executor.name}", executor.params, config.plugin_params("executor", executor.name)
     )
+    executor.check(grid.trials, config.run["jobs"], executor_params)
     err_console.print(
         f"[bold]kdbench {__version__}[/bold] preset {preset}: {len(grid.students)} student "
         f"trial(s) = {len(grid.pairs)} pair(s) × {len(grid.methods)} method(s) "

@@ -45,11 +45,24 @@ def staged_directory(folder: Path) -> Iterator[Path]:
 def save_atomically(payload: object, path: Path) -> None:
     """`torch.save` to a temporary file beside `path`, then one rename: readers in other
     processes see the old file, no file, or the whole new one, never a torn write."""
+    with _replacing(path) as temp:
+        torch.save(payload, temp)
+
+
+def write_bytes_atomically(data: bytes, path: Path) -> None:
+    """`data` into `path` the same all-or-nothing way (files shipped between machines)."""
+    with _replacing(path) as temp:
+        Path(temp).write_bytes(data)
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[str]:
+    """A temporary file beside `path` that replaces it in one rename if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
-        torch.save(payload, temp)
+        yield temp
         os.replace(temp, path)
     finally:
         if os.path.exists(temp):
