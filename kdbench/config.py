@@ -20,12 +20,31 @@ from typing import Any
 
 import tomllib
 
-from kdbench.api import Param, resolve_params
+from kdbench.api import Param, check_device_setting, resolve_params
+from kdbench.api.devices import DEVICE_HELP
 from kdbench.errors import ConfigError
 from kdbench.plugin.registry import Registry
 from kdbench.train.task_losses import TASK_LOSSES
 
 CHECKPOINT_POLICIES = ("last", "best_valid")
+PRECISIONS = ("fp32", "bf16")
+
+IDENTITY_NEUTRAL_DEFAULTS = {"precision": "fp32"}
+"""Settings added after results were published, at the default that reproduces them.
+
+At this value a setting is left out of trial ids and teacher keys, so the trials that
+existed before it still have their ids (and stores and caches stay valid); any other
+value changes the numbers and so enters the id.
+"""
+
+
+def identity_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """`settings` as they enter an id: neutral defaults left out (see above)."""
+    return {
+        name: value
+        for name, value in settings.items()
+        if name not in IDENTITY_NEUTRAL_DEFAULTS or IDENTITY_NEUTRAL_DEFAULTS[name] != value
+    }
 
 RUN_PARAMS: dict[str, Param] = {
     "datasets": Param([], "datasets to run on", list),
@@ -43,7 +62,14 @@ RUN_PARAMS: dict[str, Param] = {
         list,
     ),
     "executor": Param("local", "where trials run", str),
-    "jobs": Param(1, "trials run at once", int),
+    "jobs": Param(1, "trials run at once (spread round-robin over the visible GPUs)", int),
+    "device": Param("auto", DEVICE_HELP, str),
+    "deterministic": Param(
+        True,
+        "on CUDA, deterministic kernels so a seed gives the same numbers on the same GPU "
+        "model (CPU kernels always are)",
+        bool,
+    ),
     "results": Param("kdbench-results/results.db", "the SQLite results store", str),
 }
 
@@ -67,6 +93,13 @@ TRAIN_PARAMS: dict[str, Param] = {
         CHECKPOINT_POLICIES,
     ),
     "valid_every": Param(100, "steps between validation-loss checks", int),
+    "precision": Param(
+        "fp32",
+        "arithmetic of the training forward and loss: fp32, or bf16 autocast (faster on "
+        "GPUs, other numbers; evaluation stays fp32)",
+        str,
+        PRECISIONS,
+    ),
 }
 
 TEACHER_PARAMS: dict[str, Param] = {
@@ -205,6 +238,7 @@ def load_config(
     }
     if resolved["run"]["jobs"] < 1:
         raise ConfigError("run.jobs: must be at least 1")
+    check_device_setting(resolved["run"]["device"])
     for key in ("datasets", "metrics"):
         if not resolved["run"][key]:
             raise ConfigError(f"run.{key}: the preset names none; set at least one")

@@ -1,9 +1,9 @@
 """Helpers the runner tests load into worker processes: faulty KD methods and a test-only
-dataset (registered through KDBENCH_PLUGINS) and plain work functions for the local
-executor."""
+dataset (registered through KDBENCH_PLUGINS) and plain work functions for the executors."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,3 +88,17 @@ class ToneTestSet(Dataset):
 @hookimpl
 def kdbench_register_datasets(register: Any) -> None:
     register.add(ToneTestSet())
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceProbe:
+    """An item with the two attributes executors read from a trial."""
+
+    name: str
+    device: str = "auto"
+    threads: int = 1
+
+
+def visible_devices(item: DeviceProbe, on_step: Any = None) -> tuple[str, str | None, int]:
+    """Work that reports which GPUs its worker was shown, and which worker it was."""
+    return item.name, os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid()

@@ -9,15 +9,26 @@ API, `kdbench.api` is.
 """
 
 from kdbench.api.datasets import Dataset, PreparedDataset, Utterance, version_of
+from kdbench.api.devices import (
+    VISIBLE_DEVICES_ENV,
+    check_device_setting,
+    places_over_gpus,
+    resolve_device,
+    visible_gpus,
+)
 from kdbench.api.executors import (
     Event,
     Executor,
+    NodePortable,
     OnStep,
     ProgressExecutor,
     Report,
     ReportingExecutor,
     Started,
     Step,
+    adopt_outputs,
+    run_on_node,
+    shippable_inputs,
     started_here,
     throttled,
 )
@@ -51,6 +62,7 @@ from kdbench.files.cache import load_or_build, staged_directory
 from kdbench.plugin.markers import hookimpl
 
 __all__ = [
+    "VISIBLE_DEVICES_ENV",
     "Aligner",
     "AlignedLatentLoss",
     "ArchitecturePair",
@@ -71,6 +83,7 @@ __all__ = [
     "MetricUndefined",
     "ModelFamily",
     "ModelSpec",
+    "NodePortable",
     "NotApplicable",
     "OnStep",
     "Param",
@@ -81,9 +94,11 @@ __all__ = [
     "Started",
     "Step",
     "Utterance",
+    "adopt_outputs",
     "aligned_pairs",
     "audio_info",
     "build_aligners",
+    "check_device_setting",
     "channel_pooling",
     "hookimpl",
     "latents_param",
@@ -91,13 +106,18 @@ __all__ = [
     "match_latents",
     "match_param",
     "paired_tensors",
+    "places_over_gpus",
     "read_audio",
     "resample",
     "resample_param",
+    "resolve_device",
     "resolve_params",
+    "run_on_node",
     "staged_directory",
+    "shippable_inputs",
     "started_here",
     "throttled",
     "version_of",
+    "visible_gpus",
     "write_audio",
 ]

@@ -20,6 +20,7 @@ Anything else must be asked for with a pair.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 
@@ -133,13 +134,47 @@ def resample(x: torch.Tensor, grid: Sequence[int], mode: str) -> torch.Tensor:
     student grid is coarser); interpolation is bilinear with half-pixel centres.
     """
     grid = tuple(grid)
+    if mode not in _RESAMPLERS:
+        raise ConfigError(f"resample: {mode!r} is not one of: pool, interpolate")
     if tuple(x.shape[-2:]) == grid:
         return x
-    if mode == "pool":
-        return F.adaptive_avg_pool2d(x, grid)
-    if mode == "interpolate":
-        return F.interpolate(x, size=grid, mode="bilinear", align_corners=False)
-    raise ConfigError(f"resample: {mode!r} is not one of: pool, interpolate")
+    if x.is_cuda and torch.are_deterministic_algorithms_enabled():
+        return resample_by_matrices(x, grid, mode)
+    return _RESAMPLERS[mode](x, grid)
+
+
+_RESAMPLERS = {
+    "pool": F.adaptive_avg_pool2d,
+    "interpolate": lambda x, grid: F.interpolate(x, size=grid, mode="bilinear", align_corners=False),
+}
+_AXIS_RESAMPLERS = {
+    "pool": F.adaptive_avg_pool1d,
+    "interpolate": lambda x, size: F.interpolate(x, size=size, mode="linear", align_corners=False),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _axis_matrix(
+    size_in: int, size_out: int, mode: str, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """(size_out, size_in): the 1-D resampling as a matrix, read off the op itself by
+    applying it to the identity, so the weights are exactly the op's. Cached: made and
+    copied to the device once per shape, not at every step."""
+    if size_in == size_out:
+        return torch.eye(size_in, dtype=dtype, device=device)
+    identity = torch.eye(size_in, dtype=torch.float64)[:, None, :]  # size_in signals
+    rows = _AXIS_RESAMPLERS[mode](identity, size_out)[:, 0, :]  # (size_in, size_out)
+    return rows.T.contiguous().to(dtype=dtype, device=device)
+
+
+def resample_by_matrices(x: torch.Tensor, grid: Sequence[int], mode: str) -> torch.Tensor:
+    """`resample` as two matrix products (frequency, then frames). Adaptive pooling and
+    bilinear interpolation are separable linear maps, so this is the same map; it is used
+    on CUDA in deterministic mode because the backward passes of both ops there add with
+    atomics (torch lists them as nondeterministic), while a matrix product's is fixed."""
+    freq = _axis_matrix(x.shape[-2], grid[0], mode, x.dtype, x.device)
+    frames = _axis_matrix(x.shape[-1], grid[1], mode, x.dtype, x.device)
+    return freq @ x @ frames.T
 
 
 def channel_pooling(channels_in: int, channels_out: int) -> torch.Tensor:

@@ -74,6 +74,11 @@ class MaskDenoiser(nn.Module):
         self.hop = hop
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors are (its STFT window moves with its weights)."""
+        return self.window.device
+
     def stft(self, wave: torch.Tensor) -> torch.Tensor:
         return torch.stft(
             wave, self.n_fft, self.hop, window=self.window, return_complex=True, center=True

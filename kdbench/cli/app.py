@@ -122,6 +122,7 @@ def run(
     registry = get_registry()
     executor = registry.get("executors", config.run["executor"])
     executor_params = config.plugin_params("executor", executor.name)
+    executor.check(grid.trials, config.run["jobs"], executor_params)
     err_console.print(
         f"[bold]kdbench {__version__}[/bold] preset {preset}: {len(grid.students)} student "
         f"trial(s) = {len(grid.pairs)} pair(s) × {len(grid.methods)} method(s) "

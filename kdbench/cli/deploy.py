@@ -47,9 +47,12 @@ def _student_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _load(
     trial: str | None, best: bool, pair: str | None, method: str | None, metric: str,
-    dataset: str | None, results: str,
+    dataset: str | None, results: str, device: str = "cpu",
 ):
+    from kdbench.api import resolve_device
     from kdbench.deploy import denoise as deploy
+
+    where = resolve_device(device, key="--device")
     from kdbench.run.store import Store
 
     if (trial is None) == (not best):
@@ -69,7 +72,7 @@ def _load(
         f"from {ref.checkpoint}",
         markup=False,
     )
-    return deploy.load_student(ref.checkpoint, ref)
+    return deploy.load_student(ref.checkpoint, ref, where)
 
 
 @click.command()
@@ -79,14 +82,20 @@ def _load(
 @click.option(
     "--subtype", type=click.Choice(["pcm16", "float"]), default="pcm16", show_default=True
 )
-def denoise(source, target, trial, best, pair, method, metric, dataset, results, subtype) -> None:
+@click.option(
+    "--device", default="auto", show_default=True,
+    help="where the student runs: auto (the first CUDA device, else cpu), cpu, cuda, cuda:N",
+)
+def denoise(
+    source, target, trial, best, pair, method, metric, dataset, results, subtype, device
+) -> None:
     """Denoise SOURCE (a file, or a folder of .wav files) into TARGET with a student.
 
     Any rate and channel count is read; the output is mono at the input's rate.
     """
     from kdbench.deploy import denoise as deploy
 
-    student = _load(trial, best, pair, method, metric, dataset, results)
+    student = _load(trial, best, pair, method, metric, dataset, results, device)
     if source.is_dir():
         written = deploy.denoise_folder(student, source, target, subtype)
         console.print(
@@ -104,7 +113,10 @@ def denoise(source, target, trial, best, pair, method, metric, dataset, results,
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 def export(target, trial, best, pair, method, metric, dataset, results, fmt) -> None:
     """Export a student's mask network to TARGET (ONNX), verified against PyTorch, with a
-    JSON sidecar describing the STFT around it and the streaming latency."""
+    JSON sidecar describing the STFT around it and the streaming latency.
+
+    The student is loaded on the CPU: the graph is traced and checked against ONNX
+    Runtime's CPU provider there, whatever GPUs the machine has."""
     from kdbench.deploy.onnx import export_onnx, sidecar_path
 
     student = _load(trial, best, pair, method, metric, dataset, results)

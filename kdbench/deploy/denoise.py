@@ -149,13 +149,17 @@ def best(
     return _ref(store, chosen)
 
 
-def load_student(checkpoint: Path, ref: StudentRef | None = None) -> Student:
-    """Rebuild a student from its checkpoint (plain weights only; pickled code is refused).
+def load_student(
+    checkpoint: Path, ref: StudentRef | None = None, device: torch.device | str = "cpu"
+) -> Student:
+    """Rebuild a student from its checkpoint (plain weights only; pickled code is refused),
+    on `device`.
 
     The sample rate comes from the checkpoint's meta if it records one, else from the
     trial's dataset parameters in the store, else the benchmark's 16 kHz.
     """
     model, payload = build_from_checkpoint(Path(checkpoint), get_registry())
+    model.to(device)
     meta = payload.get("meta") or {}
     rate = meta.get("sample_rate") or (ref.sample_rate if ref else None) or DEFAULT_SAMPLE_RATE
     return Student(
@@ -169,10 +173,10 @@ def load_student(checkpoint: Path, ref: StudentRef | None = None) -> Student:
 
 
 def denoise_array(model: MaskDenoiser, audio: np.ndarray) -> np.ndarray:
-    """Mono float32 in, mono float32 out, at the model's rate."""
+    """Mono float32 in, mono float32 out, at the model's rate, on the model's device."""
     with torch.inference_mode():
         wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
-        return model.denoise(wave)[0].numpy()
+        return model.denoise(wave.to(model.device))[0].cpu().numpy()
 
 
 def denoise_file(

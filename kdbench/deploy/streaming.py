@@ -81,17 +81,18 @@ class StreamingDenoiser:
             raise KdbenchError(f"need lookahead >= 0 and block >= 1, got {lookahead}, {block}")
         self.n_fft, self.hop = model.n_fft, model.hop
         self.half = self.n_fft // 2
-        self.window = torch.hann_window(self.n_fft)
+        self.device = model.device  # the stream's state lives where the model runs
+        self.window = torch.hann_window(self.n_fft, device=self.device)
         self.exact = self.lookahead >= reach.frames
         self._pending: list[torch.Tensor] = []
-        self._padded = torch.zeros(0)
+        self._padded = torch.zeros(0, device=self.device)
         self._padded_origin = 0
         self._received = 0
         self._spectra: list[torch.Tensor] = []
         self._spectra_origin = 0
         self._masked = 0
-        self._numerator = torch.zeros(0)
-        self._envelope = torch.zeros(0)
+        self._numerator = torch.zeros(0, device=self.device)
+        self._envelope = torch.zeros(0, device=self.device)
         self._ola_origin = 0
         self._emitted = 0
         self._finished = False
@@ -107,7 +108,9 @@ class StreamingDenoiser:
         """Take more mono samples; return the output samples that are now final."""
         if self._finished:
             raise KdbenchError("stream already flushed; start a new StreamingDenoiser")
-        samples = torch.as_tensor(np.asarray(chunk, dtype=np.float32)).reshape(-1)
+        if not isinstance(chunk, torch.Tensor):
+            chunk = torch.from_numpy(np.asarray(chunk, dtype=np.float32))
+        samples = chunk.to(self.device, torch.float32).reshape(-1)
         self._received += samples.numel()
         if not self._started:
             # centre=True reflects the start about sample 0, so it needs samples 0..n_fft/2.
@@ -182,8 +185,8 @@ class StreamingDenoiser:
         end = (first + spectra.shape[1] - 1) * self.hop + self.n_fft - self._ola_origin
         if end > self._numerator.numel():
             grow = end - self._numerator.numel()
-            self._numerator = torch.cat([self._numerator, torch.zeros(grow)])
-            self._envelope = torch.cat([self._envelope, torch.zeros(grow)])
+            self._numerator = torch.cat([self._numerator, torch.zeros(grow, device=self.device)])
+            self._envelope = torch.cat([self._envelope, torch.zeros(grow, device=self.device)])
         squared = self.window.square()
         for index in range(spectra.shape[1]):
             at = (first + index) * self.hop - self._ola_origin
@@ -214,7 +217,7 @@ class StreamingDenoiser:
         self._envelope = self._envelope[hi:]
         self._ola_origin += hi
         self._emitted = upto
-        return out.numpy().copy()
+        return out.cpu().numpy().copy()
 
 
 def stream_denoise(

@@ -101,6 +101,11 @@ def save_atomically(payload: object, path: Path) -> None:
     write_atomically(path, lambda stream: torch.save(payload, stream))
 
 
+def write_bytes_atomically(data: bytes, path: Path) -> None:
+    """`data` through `write_atomically` (files shipped between the nodes of a cluster)."""
+    write_atomically(path, lambda stream: stream.write(data))
+
+
 def set_aside(path: Path, problem: Exception) -> Path:
     """Rename an entry that failed its check out of the way, with a warning; renamed, not
     deleted, so what went wrong can still be looked at."""

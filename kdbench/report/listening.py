@@ -178,7 +178,7 @@ def _sources(data: LeaderboardData, dataset: str, pair: str, metric: str,
     teacher = _teacher_trial(data, trained_on, pair)
     if teacher is not None:
         spec = ModelSpec(teacher.teacher_spec["family"], teacher.teacher_spec["params"])
-        key = teacher_key(spec, prepared, teacher.teacher_settings)
+        key = teacher_key(spec, prepared.identity, teacher.teacher_settings)
         model = _load(teacher_checkpoint(Path(teacher.cache_dir), key), "teacher", unavailable)
         if model is not None:
             sources.append(_Source("teacher", "frozen, as distilled", teacher.id, model,

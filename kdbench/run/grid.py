@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.api import PreparedDataset
-from kdbench.config import Config
+from kdbench.config import Config, identity_settings
 from kdbench.errors import ConfigError
 from kdbench.plugin.registry import Registry
 from kdbench.run.identity import stable_id
@@ -148,6 +148,8 @@ def build_grid(
         "metrics": tuple(run["metrics"]),
         "threads": threads,
         "eval_jobs": threads,
+        "device": run["device"],
+        "deterministic": run["deterministic"],
     }
     references: list[Trial] = []
     students: list[Trial] = []
@@ -190,7 +192,8 @@ def build_grid(
                 settings = teacher_settings(config, teacher_seed)
                 teachers[teacher_seed] = settings
                 teacher_id = stable_id(
-                    "teacher", {"dataset": identity, "spec": teacher, "settings": settings}
+                    "teacher",
+                    {"dataset": identity, "spec": teacher, "settings": identity_settings(settings)},
                 )
                 if teacher_id not in seen_teachers:
                     seen_teachers.add(teacher_id)
@@ -213,11 +216,11 @@ def build_grid(
                         "dataset": identity,
                         "teacher": teacher,
                         "student": pair.student.to_json(),
-                        "teacher_settings": teachers[teacher_seed],
+                        "teacher_settings": identity_settings(teachers[teacher_seed]),
                         "method": method_name,
                         "method_params": method_params,
                         "seed": seed,
-                        "train": config.train,
+                        "train": identity_settings(config.train),
                     }
                     students.append(
                         Trial(

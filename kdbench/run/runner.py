@@ -183,6 +183,8 @@ def run_grid(
     ]
     todo = sum(len(trials) for _, trials in stages)
     report.skipped = len(grid.trials) - todo
+    if todo:
+        executor.check([trial for _, trials in stages for trial in trials], jobs, executor_params)
     if report.skipped:
         console.print(
             f"[dim]{report.skipped} trial(s) already in {escape(str(store.path))}: skipped[/dim]"

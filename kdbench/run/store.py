@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from kdbench.errors import KdbenchError
-from kdbench.run.trial import Outcome
+from kdbench.run.trial import RUN_SETTINGS, Outcome
 
 SCHEMA_VERSION = 3
 
@@ -365,7 +365,7 @@ class Store:
         spec = {
             key: value
             for key, value in dataclasses.asdict(trial).items()
-            if key not in {"cache_dir", "results_dir", "threads", "eval_jobs", "score_only"}
+            if key not in RUN_SETTINGS
         }
         row = (
             trial.id,

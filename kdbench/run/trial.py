@@ -3,12 +3,17 @@
 `execute` is the top-level function every executor ships to its workers. It never raises
 for the trial's own failure: an exception, a diverging loss or a method that does not fit
 the pair becomes an `Outcome` with its status and reason, so the grid goes on.
+
+A trial runs on the device its `device` setting resolves to on the machine that runs it
+(`kdbench.api.devices`: provenance, not identity, so the setting is not in the id). Models
+train, infer and distil there; metrics and model costs are computed on the CPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import time
 import traceback
@@ -19,18 +24,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
+from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset, resolve_device
 from kdbench.deploy.checkpoints import build_from_checkpoint, save_checkpoint, student_checkpoint
 from kdbench.deploy.cost import model_cost
-from kdbench.errors import NotApplicable, TrialDiverged
+from kdbench.errors import KdbenchError, NotApplicable, TrialDiverged
 from kdbench.plugin.registry import get_registry
 from kdbench.run import platform
 from kdbench.run.evaluate import Score, score_utterances
-from kdbench.train.teacher import get_teacher
+from kdbench.train.numerics import configure_cuda
+from kdbench.train.teacher import get_teacher, teacher_checkpoint, teacher_key
 from kdbench.train.teacher_outputs import shared_teacher_outputs
 from kdbench.train.trainer import train
 
 ROLES = ("noisy", "teacher", "student")
+RUN_SETTINGS = frozenset(
+    {"cache_dir", "results_dir", "threads", "eval_jobs", "device", "deterministic", "score_only"}
+)
+"""Fields that say where and how a trial runs, not what it is: not in its id or its spec."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +78,8 @@ class Trial:
     score_only: tuple[str, ...] = ()
     threads: int = 1
     eval_jobs: int = 1
+    device: str = "auto"
+    deterministic: bool = True
 
     def label(self) -> str:
         scored_on = f" (scored on {', '.join(self.score_only)})" if self.score_only else ""
@@ -80,6 +92,29 @@ class Trial:
     def teacher_key_label(self) -> str:
         spec = self.teacher_spec or {}
         return f"{spec.get('family', '?')} {spec.get('params', {})} seed {self.teacher_seed}"
+
+    # How a trial runs on a machine that does not see the driver's disk (NodePortable in
+    # kdbench.api.executors): the dataset is prepared again there and checked against its
+    # identity; the files below travel with the trial through the executor.
+
+    def node_inputs(self) -> dict[str, Path]:
+        """The trained teacher, when the driver has it: a node then need not retrain it."""
+        if self.role == "noisy":
+            return {}
+        key = teacher_key(_spec(self.teacher_spec), self.dataset_identity, self.teacher_settings)
+        return {"teacher": teacher_checkpoint(Path(self.cache_dir), key)}
+
+    def node_outputs(self) -> dict[str, Path]:
+        """What the driver keeps: a teacher's checkpoint (students elsewhere read it) and a
+        student's weights (`kdbench denoise` and `export` read them)."""
+        if self.role == "teacher":
+            return self.node_inputs()
+        if self.role == "student":
+            return {"student": student_checkpoint(self.results_dir, self.id)}
+        return {}
+
+    def on_node(self, cache_dir: Path, results_dir: Path) -> Trial:
+        return dataclasses.replace(self, cache_dir=str(cache_dir), results_dir=str(results_dir))
 
 
 @dataclasses.dataclass
@@ -100,10 +135,17 @@ _datasets: dict[str, PreparedDataset] = {}
 
 
 def _prepared(name: str, params: Mapping[str, Any], identity: str, cache_dir: str) -> PreparedDataset:
-    """A dataset, prepared once per worker process."""
+    """A dataset, prepared once per worker process, and checked to be the one the grid was
+    built on (a node that prepares it from its own files or cache could differ)."""
     if identity not in _datasets:
-        plugin = get_registry().get("datasets", name)
-        _datasets[identity] = plugin.prepare(params, Path(cache_dir))
+        prepared = get_registry().get("datasets", name).prepare(params, Path(cache_dir))
+        if prepared.identity != identity:
+            raise KdbenchError(
+                f"dataset {name} prepared on {socket.gethostname()} under {cache_dir} has "
+                f"identity {prepared.identity}, but the grid was built on {identity}: this "
+                "machine's data differs from the driver's"
+            )
+        _datasets[identity] = prepared
     return _datasets[identity]
 
 
@@ -131,11 +173,12 @@ def _spec(raw: Mapping[str, Any] | None) -> ModelSpec:
 
 
 def _denoised(model: MaskDenoiser, dataset: PreparedDataset) -> list[np.ndarray]:
+    """Test-split estimates on the model's device, brought back for the CPU metrics."""
     estimates = []
     with torch.inference_mode():
         for utterance in dataset.splits["test"]:
             noisy = torch.from_numpy(np.asarray(utterance.noisy, dtype=np.float32))[None]
-            estimates.append(model.denoise(noisy)[0].numpy())
+            estimates.append(model.denoise(noisy.to(model.device))[0].cpu().numpy())
     return estimates
 
 
@@ -166,7 +209,7 @@ def _latent_shapes(model: MaskDenoiser, samples: int) -> dict[str, torch.Size]:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        latents = model(torch.zeros(1, samples)).latents
+        latents = model(torch.zeros(1, samples, device=model.device)).latents
     model.train(was_training)
     return {name: tensor.shape for name, tensor in latents.items()}
 
@@ -175,32 +218,51 @@ def _run_noisy(trial: Trial, dataset: PreparedDataset, outcome: Outcome) -> None
     outcome.scores = _score(trial, dataset, _noisy_inputs)
 
 
+def _teacher_outputs_folder(trial: Trial, key: str, device: torch.device) -> Path:
+    """One teacher-output table per teacher and platform kind: a CPU's table keeps the
+    folder it always had; a GPU's values differ in their last bits, so it has its own."""
+    name = key
+    if device.type == "cuda":
+        name += "-" + re.sub(r"[^A-Za-z0-9]+", "_", torch.cuda.get_device_name(device))
+    return Path(trial.cache_dir) / "teacher_outputs" / name
+
+
 def _run_teacher(
-    trial: Trial, dataset: PreparedDataset, outcome: Outcome, on_step: Callable[[int, int], None] | None
+    trial: Trial,
+    dataset: PreparedDataset,
+    outcome: Outcome,
+    on_step: Callable[[int, int], None] | None,
+    device: torch.device,
 ) -> None:
     registry = get_registry()
     teacher, meta = get_teacher(
-        registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir), on_step
+        registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir),
+        on_step, device,
     )
     outcome.details["teacher"] = meta
     outcome.scores = _score(trial, dataset, lambda test: _denoised(teacher, test))
-    outcome.model = model_cost(teacher, dataset.sample_rate)
+    outcome.model = model_cost(teacher.cpu(), dataset.sample_rate)
 
 
 def _run_student(
-    trial: Trial, dataset: PreparedDataset, outcome: Outcome, on_step: Callable[[int, int], None] | None
+    trial: Trial,
+    dataset: PreparedDataset,
+    outcome: Outcome,
+    on_step: Callable[[int, int], None] | None,
+    device: torch.device,
 ) -> None:
     registry = get_registry()
     method = registry.get("methods", trial.method)(**trial.method_params)
     teacher = None
     if method.needs_teacher:
         teacher, meta = get_teacher(
-            registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir)
+            registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir),
+            device=device,
         )
         outcome.details["teacher"] = meta
     student_spec = _spec(trial.student_spec)
     torch.manual_seed(int(trial.seed or 0))
-    student = registry.get("models", student_spec.family).build(student_spec.params)
+    student = registry.get("models", student_spec.family).build(student_spec.params).to(device)
     crop = int(round(trial.train_settings["crop_seconds"] * dataset.sample_rate))
     if teacher is None:
         teacher_shapes = {}
@@ -209,7 +271,7 @@ def _run_student(
     kd_loss = method.build(teacher_shapes, _latent_shapes(student, crop))
     teacher_outputs = None
     if teacher is not None:
-        folder = Path(trial.cache_dir) / "teacher_outputs" / outcome.details["teacher"]["teacher_key"]
+        folder = _teacher_outputs_folder(trial, outcome.details["teacher"]["teacher_key"], device)
         teacher_outputs = shared_teacher_outputs(folder, teacher)
         counts_before = (teacher_outputs.computed, teacher_outputs.from_table)
     result = train(
@@ -223,6 +285,7 @@ def _run_student(
         teacher=teacher,
         on_step=on_step,
         teacher_outputs=teacher_outputs,
+        device=device,
     )
     outcome.details["train"] = dataclasses.asdict(result)
     if teacher_outputs is not None:
@@ -244,10 +307,12 @@ def _run_student(
         },
     )
     outcome.scores = _score(trial, dataset, lambda test: _denoised(student, test))
-    outcome.model = model_cost(student, dataset.sample_rate)
+    outcome.model = model_cost(student.cpu(), dataset.sample_rate)
 
 
-def _run_score_only(trial: Trial, dataset: PreparedDataset, outcome: Outcome) -> None:
+def _run_score_only(
+    trial: Trial, dataset: PreparedDataset, outcome: Outcome, device: torch.device
+) -> None:
     """Score a finished trial's model on test sets added since it ran, without training:
     the student from its saved checkpoint, the teacher from the teacher cache."""
     registry = get_registry()
@@ -256,10 +321,12 @@ def _run_score_only(trial: Trial, dataset: PreparedDataset, outcome: Outcome) ->
         return
     if trial.role == "teacher":
         model, _ = get_teacher(
-            registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings, Path(trial.cache_dir)
+            registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings,
+            Path(trial.cache_dir), device=device,
         )
     else:
         model, _ = build_from_checkpoint(student_checkpoint(trial.results_dir, trial.id), registry)
+        model = model.to(device)
     outcome.scores = _score(trial, dataset, lambda test: _denoised(model, test))
 
 
@@ -277,19 +344,28 @@ def provenance() -> dict[str, str]:
 
 
 def execute(trial: Trial, on_step: Callable[[int, int], None] | None = None) -> Outcome:
-    """Run one trial to an outcome; only KeyboardInterrupt escapes."""
+    """Run one trial to an outcome; only KeyboardInterrupt escapes.
+
+    `device` below is the torch device the trial resolved to on this machine: every model
+    of the trial runs there, and it is recorded in `details["device"]`.
+    """
     torch.set_num_threads(max(1, trial.threads))
     outcome = Outcome(trial=trial, status="done", started=time.time())
+    device = torch.device("cpu")
     try:
+        device = resolve_device(trial.device)
+        outcome.details["device"] = str(device)
+        if device.type == "cuda":
+            configure_cuda(trial.deterministic)
         dataset = prepared_dataset(trial)
         if trial.score_only:
-            _run_score_only(trial, dataset, outcome)
+            _run_score_only(trial, dataset, outcome, device)
         elif trial.role == "noisy":
             _run_noisy(trial, dataset, outcome)
         elif trial.role == "teacher":
-            _run_teacher(trial, dataset, outcome, on_step)
+            _run_teacher(trial, dataset, outcome, on_step, device)
         else:
-            _run_student(trial, dataset, outcome, on_step)
+            _run_student(trial, dataset, outcome, on_step, device)
     except NotApplicable as exc:
         outcome.status, outcome.error = "not_applicable", str(exc)
     except TrialDiverged as exc:
@@ -299,6 +375,6 @@ def execute(trial: Trial, on_step: Callable[[int, int], None] | None = None) -> 
         outcome.error = f"{type(exc).__name__}: {exc}"
         outcome.details["traceback"] = traceback.format_exc()
     outcome.details["provenance"] = provenance()
-    outcome.details["platform"] = platform.describe("cpu")
+    outcome.details["platform"] = platform.describe(device)
     outcome.finished = time.time()
     return outcome

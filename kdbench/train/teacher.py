@@ -16,16 +16,17 @@ from typing import Any
 import torch
 
 from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
+from kdbench.config import identity_settings
 from kdbench.deploy.checkpoints import build_from_checkpoint, save_checkpoint
 from kdbench.files.cache import load_or_build
 from kdbench.run.identity import stable_id
 from kdbench.train.trainer import train
 
 
-def teacher_key(spec: ModelSpec, dataset: PreparedDataset, settings: Mapping[str, Any]) -> str:
+def teacher_key(spec: ModelSpec, dataset_identity: str, settings: Mapping[str, Any]) -> str:
     return stable_id(
         "teacher",
-        {"spec": spec.to_json(), "dataset": dataset.identity, "settings": dict(settings)},
+        {"spec": spec.to_json(), "dataset": dataset_identity, "settings": identity_settings(settings)},
     )
 
 
@@ -48,9 +49,11 @@ def get_teacher(
     settings: Mapping[str, Any],
     cache_dir: Path,
     on_step: Callable[[int, int], None] | None = None,
+    device: torch.device | None = None,
 ) -> tuple[MaskDenoiser, dict[str, Any]]:
-    """The frozen teacher and its checkpoint metadata, training it if not cached."""
-    key = teacher_key(spec, dataset, settings)
+    """The frozen teacher on `device` (default CPU) and its checkpoint metadata, training it
+    there if not cached."""
+    key = teacher_key(spec, dataset.identity, settings)
     path = teacher_checkpoint(cache_dir, key)
     lock = path.with_name(path.name + ".lock")
 
@@ -67,6 +70,7 @@ def get_teacher(
             seed=int(settings["seed"]),
             sample_rate=dataset.sample_rate,
             on_step=on_step,
+            device=device,
         )
         save_checkpoint(
             path,
@@ -86,4 +90,4 @@ def get_teacher(
     model, payload = load_or_build(
         path, lambda checkpoint: build_from_checkpoint(checkpoint, registry), build, lock
     )
-    return freeze(model), {**payload["meta"], "path": str(path)}
+    return freeze(model.to(device or "cpu")), {**payload["meta"], "path": str(path)}

@@ -24,6 +24,12 @@ or after others. Outputs that are one tensor under two names (the UNet's ``bottl
 its deepest ``enc``) are stored once. An output is tabled only while the whole table of
 every tabled output fits `KDBENCH_TEACHER_CACHE_MB` of disk (default 8192); one that does
 not fit is computed at every step, crop by crop, as if there were no table.
+
+On a GPU the teacher runs there, the table stays on disk (and in host memory, mapped), and
+each batch's rows are gathered on the host into pinned memory and copied to the device
+without making the host wait. Values computed on a GPU differ in their last bits from a
+CPU's, so the caller keeps one table per platform (see `kdbench.run.trial`): a trial's
+numbers must never depend on which platform happened to fill the table first.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class TeacherOutputs:
 
     def __init__(self, teacher: MaskDenoiser, folder: Path | None, budget_bytes: int | None = None) -> None:
         self.teacher = teacher
+        self.device = teacher.device
         self.folder = folder
         self.budget = _budget_bytes() if budget_bytes is None else budget_bytes
         self.tables: dict[tuple[Path, int], torch.Tensor] = {}
@@ -79,7 +86,7 @@ class TeacherOutputs:
         """Which names are one tensor (stored under the first name in sorted order), and
         each output's bytes per crop, from one forward pass on a silent crop."""
         with torch.no_grad():
-            output = _named(self.teacher(torch.zeros(1, sampler.crop)))
+            output = _named(self.teacher(torch.zeros(1, sampler.crop, device=self.device)))
         first_of: dict[int, str] = {}
         for name in sorted(output):
             self.stored_as[name] = first_of.setdefault(id(output[name]), name)
@@ -111,7 +118,7 @@ class TeacherOutputs:
         """Compute one utterance's rows of the given outputs and publish them on disk."""
         rows = [self._forward(sampler.crop_at(index, start)) for start in sampler.starts(index)]
         for name, folder in folders.items():
-            save_atomically(torch.stack([row[name] for row in rows]), folder / f"{index}.pt")
+            save_atomically(torch.stack([row[name] for row in rows]).cpu(), folder / f"{index}.pt")
 
     def _load_table(self, path: Path, name: str, rows: int) -> torch.Tensor:
         """The mapped table file, or `CorruptFile` if it is not one row of output `name`'s
@@ -165,8 +172,10 @@ class TeacherOutputs:
             if live:
                 row.update(self._forward(sampler.crop_at(index, start)))
             rows.append(row)
-        stacked = {name: torch.stack([row[self.stored_as[name]] for row in rows]) for name in reads}
-        empty = stacked["magnitude"].new_empty(0) if "magnitude" in stacked else torch.empty(0)
+        stacked = {name: self._stack([row[self.stored_as[name]] for row in rows]) for name in reads}
+        empty = torch.empty(0, device=self.device)
+        if "magnitude" in stacked:
+            empty = stacked["magnitude"].new_empty(0)
         return DenoiserOutput(
             magnitude=stacked.pop("magnitude", empty),
             latents=stacked,
@@ -174,6 +183,15 @@ class TeacherOutputs:
             length=sampler.crop,
             synthesize=self.teacher.istft,
         )
+
+
+    def _stack(self, rows: list[torch.Tensor]) -> torch.Tensor:
+        """One output's rows as a batch on the teacher's device. Rows of one output all
+        come from the table (host) or all from a live forward pass (device)."""
+        if rows[0].device == self.device:
+            return torch.stack(rows)
+        pinned = torch.empty((len(rows), *rows[0].shape), dtype=rows[0].dtype, pin_memory=True)
+        return torch.stack(rows, out=pinned).to(self.device, non_blocking=True)
 
 
 _per_process: dict[Path, TeacherOutputs] = {}

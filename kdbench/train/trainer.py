@@ -14,8 +14,14 @@ import torch
 from kdbench.api import Batch, KDLoss, MaskDenoiser, Utterance
 from kdbench.errors import TrialDiverged
 from kdbench.train.crops import CropSampler, full_batches
+from kdbench.train.numerics import autocast
 from kdbench.train.task_losses import TASK_LOSSES
 from kdbench.train.teacher_outputs import TeacherOutputs
+
+DIVERGENCE_CHECK_STEPS = 50
+"""On a GPU the loss is read back every this many steps (and at every validation and the
+last step), not every step: reading it makes the host wait for the device. The check still
+names the first non-finite step. On a CPU reading is free, so every step is checked."""
 
 
 @dataclasses.dataclass
@@ -59,6 +65,7 @@ def train(
     teacher: MaskDenoiser | None = None,
     on_step: Callable[[int, int], None] | None = None,
     teacher_outputs: TeacherOutputs | None = None,
+    device: torch.device | None = None,
 ) -> TrainResult:
     """Train `model` in place and leave it in eval mode with the weights the policy keeps.
 
@@ -68,24 +75,41 @@ def train(
     that the KD loss may save for backward (inference-mode tensors could not be). When the
     KD loss declares what it reads and `teacher_outputs` is given, those outputs come from
     the teacher's per-crop table instead of a forward pass at every step.
+
+    Everything runs on `device` (default CPU): the model and the KD loss's adapters are
+    moved there, crops are cut and STFTs computed there, and a given teacher must already
+    be there. `settings["precision"]` `bf16` runs the forward and the losses under bf16
+    autocast (the teacher's outputs stay fp32, so a table and a live teacher agree).
     """
+    device = torch.device(device or "cpu")
     torch.manual_seed(seed)
     steps = int(settings["steps"])
     loss_fn = TASK_LOSSES[settings["task_loss"]]
+    precision = settings.get("precision", "fp32")
+    model.to(device)
     sampler = CropSampler(
         train_split,
         crop_samples=int(round(settings["crop_seconds"] * sample_rate)),
         batch_size=int(settings["batch_size"]),
         seed=seed,
         grid_samples=int(round(settings["crop_grid_seconds"] * sample_rate)),
+        device=device,
     )
     reads = kd_loss.teacher_reads() if kd_loss is not None else None
     parameters = list(model.parameters())
     if kd_loss is not None:
+        kd_loss.to(device)
         parameters += list(kd_loss.parameters())
         kd_loss.train()
-    optimizer = torch.optim.Adam(parameters, lr=float(settings["lr"]))
-    valid_batches = full_batches(valid_split, int(settings["batch_size"]))
+    # Fused Adam on a GPU: one kernel per step instead of one per tensor (CPU keeps the default).
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.Adam(parameters, lr=float(settings["lr"]), **fused)
+    valid_batches = [
+        (noisy.to(device), clean.to(device))
+        for noisy, clean in full_batches(valid_split, int(settings["batch_size"]))
+    ]
+    check_every = 1 if device.type == "cpu" else DIVERGENCE_CHECK_STEPS
+    unchecked: list[torch.Tensor] = []
     keep_best = settings["checkpoint"] == "best_valid"
     best_loss: float | None = None
     best_state: dict[str, torch.Tensor] | None = None
@@ -97,9 +121,10 @@ def train(
     for step in range(1, steps + 1):
         noisy, clean, keys = sampler.next_batch()
         clean_magnitude = model.stft(clean).abs()
-        output = model(noisy)
         batch = Batch(noisy, clean, clean_magnitude, step, steps)
-        loss = loss_fn(output, batch)
+        with autocast(device, precision):
+            output = model(noisy)
+            loss = loss_fn(output, batch)
         if kd_loss is not None:
             teacher_output = None
             if teacher_outputs is not None and reads is not None:
@@ -107,16 +132,18 @@ def train(
             elif teacher is not None:
                 with torch.no_grad():
                     teacher_output = teacher(noisy)
-            loss = kd_loss.task_weight(batch) * loss + kd_loss(output, teacher_output, batch)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise TrialDiverged(f"non-finite loss ({loss_value}) at step {step} of {steps}")
+            with autocast(device, precision):
+                loss = kd_loss.task_weight(batch) * loss + kd_loss(output, teacher_output, batch)
+        unchecked.append(loss.detach())
+        validating = step % int(settings["valid_every"]) == 0 or step == steps
+        if validating or len(unchecked) >= check_every:
+            loss_value = _checked(unchecked, step, steps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if settings["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(parameters, float(settings["grad_clip"]))
         optimizer.step()
-        if step % int(settings["valid_every"]) == 0 or step == steps:
+        if validating:
             valid = validation_loss(model, valid_batches, settings["task_loss"])
             history.append({"step": step, "loss": loss_value, "valid_loss": valid})
             if keep_best and (best_loss is None or valid < best_loss):
@@ -135,3 +162,16 @@ def train(
         seconds=time.perf_counter() - started,
         history=history,
     )
+
+
+def _checked(losses: list[torch.Tensor], last_step: int, steps: int) -> float:
+    """The last of the losses of steps `last_step - len(losses) + 1 … last_step`, read in
+    one transfer; the first non-finite one raises `TrialDiverged` naming its step. Empties
+    `losses`."""
+    values = torch.stack(losses).tolist()
+    losses.clear()
+    first_step = last_step - len(values) + 1
+    for step, value in enumerate(values, start=first_step):
+        if not math.isfinite(value):
+            raise TrialDiverged(f"non-finite loss ({value}) at step {step} of {steps}")
+    return values[-1]

@@ -6,6 +6,13 @@ A worker starts with OMP_NUM_THREADS set to the trial's threads, as Ray does for
 reserving that many CPUs: native libraries read it once at import and it changes the
 order of floating-point sums, so without it the two executors differ in the last digits.
 
+On a machine with GPUs, trials whose device is `auto` or `cuda` are placed over the visible
+GPUs round-robin, worker by worker: each worker starts with `CUDA_VISIBLE_DEVICES` naming
+its one GPU (so inside it `cuda` is that GPU), and `jobs` workers over G GPUs run about
+jobs / G trials per GPU at once, each with the grid's share of the cores for its host-side
+work. A replaced worker takes the GPU with the fewest workers. `cuda:N` pins every trial
+to GPU N and leaves the workers' view alone.
+
 Each worker has its own pipe and is given one trial at a time, so the driver always knows
 which trial a worker holds. A worker that dies (killed, `os._exit`, a segfault in native
 code) therefore fails exactly its own trial ("worker process died") and is replaced; the
@@ -26,7 +33,19 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from kdbench.api import OnStep, ProgressExecutor, Report, Step, hookimpl, started_here, throttled
+from kdbench.api import (
+    VISIBLE_DEVICES_ENV,
+    OnStep,
+    ProgressExecutor,
+    Report,
+    Step,
+    hookimpl,
+    places_over_gpus,
+    resolve_device,
+    started_here,
+    throttled,
+    visible_gpus,
+)
 
 STEP_INTERVAL_SECONDS = 0.2
 
@@ -59,18 +78,18 @@ def _worker_main(connection: multiprocessing.connection.Connection, driver_pid: 
 
 
 @contextlib.contextmanager
-def _omp_threads(threads: int | None) -> Iterator[None]:
-    """OMP_NUM_THREADS for processes started meanwhile (they copy the environment)."""
-    saved = os.environ.get("OMP_NUM_THREADS")
-    if threads is not None:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """`variables` set for processes started meanwhile (they copy the environment)."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _death_reason(exitcode: int | None) -> str:
@@ -85,12 +104,18 @@ def _death_reason(exitcode: int | None) -> str:
 class _Worker:
     """One spawned worker process and the item it currently holds, if any."""
 
-    def __init__(self, context: multiprocessing.context.SpawnContext, threads: int | None) -> None:
+    def __init__(
+        self, context: multiprocessing.context.SpawnContext, threads: int | None, gpu: str | None
+    ) -> None:
         self.connection, child_end = context.Pipe()
         self.process = context.Process(
             target=_worker_main, args=(child_end, os.getpid()), name="kdbench-worker"
         )
-        with _omp_threads(threads):
+        self.gpu = gpu
+        variables = {} if threads is None else {"OMP_NUM_THREADS": str(threads)}
+        if gpu is not None:
+            variables[VISIBLE_DEVICES_ENV] = gpu
+        with _environment(variables):
             self.process.start()
         child_end.close()
         self.key: int | None = None
@@ -115,9 +140,29 @@ class _Worker:
         self.connection.close()
 
 
+def _device_setting(items: Sequence[Any]) -> str:
+    return str(getattr(items[0], "device", "cpu")) if items else "cpu"
+
+
+def _next_gpu(gpus: Sequence[str], workers: Sequence[_Worker]) -> str | None:
+    """The GPU with the fewest live workers (the first of them on a tie): round-robin
+    as workers start, and a replaced worker fills the gap its predecessor left."""
+    if not gpus:
+        return None
+    load = collections.Counter(worker.gpu for worker in workers)
+    return min(gpus, key=lambda gpu: load[gpu])
+
+
 class LocalExecutor(ProgressExecutor):
     name = "local"
-    description = "trials on this machine, `--jobs N` worker processes at once"
+    description = (
+        "trials on this machine, `--jobs N` worker processes at once, placed over its GPUs"
+    )
+
+    def check(self, items: Sequence[Any], jobs: int, params: Mapping[str, Any]) -> None:
+        """Every trial runs here, so a device this machine lacks is refused before any."""
+        for setting in {str(getattr(item, "device", "cpu")) for item in items}:
+            resolve_device(setting)
 
     def run_reporting(
         self,
@@ -151,6 +196,7 @@ class LocalExecutor(ProgressExecutor):
         context = multiprocessing.get_context("spawn")
         queue = collections.deque(enumerate(items))
         workers: list[_Worker] = []
+        gpus = visible_gpus() if places_over_gpus(_device_setting(items)) else []
         try:
             while queue or any(worker.key is not None for worker in workers):
                 for worker in workers:
@@ -158,7 +204,9 @@ class LocalExecutor(ProgressExecutor):
                         key, item = queue.popleft()
                         worker.give(key, work, item)
                 while queue and len(workers) < jobs:
-                    worker = _Worker(context, getattr(items[0], "threads", None))
+                    worker = _Worker(
+                        context, getattr(items[0], "threads", None), _next_gpu(gpus, workers)
+                    )
                     workers.append(worker)
                     key, item = queue.popleft()
                     worker.give(key, work, item)
