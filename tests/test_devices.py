@@ -5,6 +5,7 @@ the executors hand their workers (CUDA_VISIBLE_DEVICES), not through CUDA itself
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from kdbench.cli import main
 from kdbench.config import load_config
 from kdbench.plugin.registry import get_registry
 from kdbench.run.grid import build_grid
+from kdbench.run.trial import Trial
 from kdbench.train.trainer import _checked
 
 TESTS = Path(__file__).parent
@@ -215,6 +217,19 @@ def test_an_item_runs_on_a_node_from_shipped_inputs_and_its_outputs_come_home(tm
     assert outputs == {"out": b"abab"} and not driver.results_dir.exists()
     adopt_outputs(driver, outputs)
     assert (driver.results_dir / "out.bin").read_bytes() == b"abab"
+
+
+def test_a_score_only_student_takes_its_weights_to_the_node_and_brings_nothing_back(tmp_path):
+    trained = Trial(
+        id="abc", role="student", dataset="d", dataset_params={}, dataset_identity="d0",
+        cache_dir=str(tmp_path / "cache"), results_dir=str(tmp_path / "results"), metrics=("m",),
+        teacher_settings={"seed": 0}, teacher_spec={"family": "unet", "params": {}},
+    )
+    assert set(trained.node_inputs()) == {"teacher"}
+    assert trained.node_outputs() == {"student": tmp_path / "results" / "students" / "abc.pt"}
+    rescored = dataclasses.replace(trained, score_only=("realspeech",))
+    assert rescored.node_inputs()["student"] == tmp_path / "results" / "students" / "abc.pt"
+    assert rescored.node_outputs() == {}
 
 
 # --------------------------------------------------------------------------- numerics

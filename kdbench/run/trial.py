@@ -98,17 +98,24 @@ class Trial:
     # identity; the files below travel with the trial through the executor.
 
     def node_inputs(self) -> dict[str, Path]:
-        """The trained teacher, when the driver has it: a node then need not retrain it."""
+        """The trained teacher, when the driver has it (a node then need not retrain it),
+        and for a score-only student the weights it scores."""
         if self.role == "noisy":
             return {}
         key = teacher_key(_spec(self.teacher_spec), self.dataset_identity, self.teacher_settings)
-        return {"teacher": teacher_checkpoint(Path(self.cache_dir), key)}
+        inputs = {"teacher": teacher_checkpoint(Path(self.cache_dir), key)}
+        if self.role == "student" and self.score_only:
+            inputs["student"] = student_checkpoint(self.results_dir, self.id)
+        return inputs
 
     def node_outputs(self) -> dict[str, Path]:
         """What the driver keeps: a teacher's checkpoint (students elsewhere read it) and a
-        student's weights (`kdbench denoise` and `export` read them)."""
+        student's weights (`kdbench denoise` and `export` read them); a score-only trial
+        trains nothing and so leaves nothing."""
+        if self.score_only:
+            return {}
         if self.role == "teacher":
-            return self.node_inputs()
+            return {"teacher": self.node_inputs()["teacher"]}
         if self.role == "student":
             return {"student": student_checkpoint(self.results_dir, self.id)}
         return {}
