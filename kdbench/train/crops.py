@@ -53,9 +53,11 @@ class CropSampler:
         )
 
     def _end_to_end(self, signals: Sequence[np.ndarray], room: Sequence[int]) -> torch.Tensor:
-        flat = np.zeros(sum(room), dtype=np.float32)
-        for offset, signal in zip(self.offsets, signals):
+        """One pass over the audio: each utterance copied once, only its padding zeroed."""
+        flat = np.empty(sum(room), dtype=np.float32)
+        for offset, signal, size in zip(self.offsets, signals, room):
             flat[offset : offset + len(signal)] = signal
+            flat[offset + len(signal) : offset + size] = 0.0
         return torch.from_numpy(flat).to(self.device)
 
     def starts(self, index: int) -> range:
