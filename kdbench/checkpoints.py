@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from kdbench import RESULT_VERSION, __version__
-from kdbench.api import MaskDenoiser, ModelSpec
+from kdbench.api import Denoiser, ModelSpec
 from kdbench.cache import save_atomically
 from kdbench.errors import KdbenchError
 
@@ -49,7 +49,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def build_from_checkpoint(path: Path, registry: Any) -> tuple[MaskDenoiser, dict[str, Any]]:
+def build_from_checkpoint(path: Path, registry: Any) -> tuple[Denoiser, dict[str, Any]]:
     """Rebuild the model a checkpoint describes, in eval mode."""
     payload = load_checkpoint(path)
     spec = payload["spec"]

@@ -107,8 +107,8 @@ def denoise(source, target, trial, best, pair, method, metric, dataset, results,
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @reports_errors
 def export(target, trial, best, pair, method, metric, dataset, results, fmt) -> None:
-    """Export a student's mask network to TARGET (ONNX), verified against PyTorch, with a
-    JSON sidecar describing the STFT around it and the streaming latency."""
+    """Export a student's network on STFT frames to TARGET (ONNX), verified against
+    PyTorch, with a JSON sidecar describing the STFT around it and the streaming latency."""
     from kdbench.onnx_export import export_onnx, sidecar_path
 
     student = _load(trial, best, pair, method, metric, dataset, results)
@@ -123,7 +123,8 @@ def export(target, trial, best, pair, method, metric, dataset, results, fmt) -> 
     parity, stream = sidecar["parity"], sidecar["streaming"]
     console.print(f"wrote {target} and {sidecar_path(target)}")
     console.print(
-        f"ONNX Runtime vs PyTorch: mask max abs error {parity['mask_max_abs_error']:.2e}, "
+        f"ONNX Runtime vs PyTorch: estimate max abs error "
+        f"{parity['estimate_max_abs_error']:.2e}, "
         f"waveform {parity['waveform_max_abs_error']:.2e} (tolerance {parity['tolerance']:g})"
     )
     console.print(

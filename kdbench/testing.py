@@ -172,18 +172,15 @@ def _random_output(
     latents = {name: tensor(batch, *shape[1:]) for name, shape in shapes.items()}
     window = torch.hann_window(N_FFT)
     length = (frames - 1) * HOP
-
-    def synthesize(magnitude: torch.Tensor, noisy: torch.Tensor, n: int) -> torch.Tensor:
-        phase = noisy / noisy.abs().clamp_min(1e-8)
-        return torch.istft(magnitude * phase, N_FFT, HOP, window=window, length=n)
-
+    magnitude = tensor(batch, freq, frames).abs().detach().requires_grad_(trainable)
     noisy_spec = torch.randn(batch, freq, frames, dtype=torch.complex64, generator=generator)
+
+    def synthesize() -> torch.Tensor:
+        phase = noisy_spec / noisy_spec.abs().clamp_min(1e-8)
+        return torch.istft(magnitude * phase, N_FFT, HOP, window=window, length=length)
+
     return DenoiserOutput(
-        magnitude=tensor(batch, freq, frames).abs().detach().requires_grad_(trainable),
-        latents=latents,
-        noisy_spec=noisy_spec,
-        length=length,
-        synthesize=synthesize,
+        magnitude=magnitude, latents=latents, length=length, synthesize=synthesize
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
+from kdbench.api import Denoiser, ModelSpec, PreparedDataset
 from kdbench.errors import NotApplicable, TrialDiverged
 from kdbench.evaluate import Score, score_utterances
 from kdbench.model_cost import model_cost
@@ -99,7 +99,7 @@ def _spec(raw: Mapping[str, Any] | None) -> ModelSpec:
     return ModelSpec(raw["family"], raw["params"])
 
 
-def _denoise_split(model: MaskDenoiser, dataset: PreparedDataset) -> list[np.ndarray]:
+def _denoise_split(model: Denoiser, dataset: PreparedDataset) -> list[np.ndarray]:
     estimates = []
     with torch.inference_mode():
         for utterance in dataset.splits["test"]:
@@ -118,7 +118,7 @@ def _score(trial: Trial, dataset: PreparedDataset, estimates: Sequence[np.ndarra
     return score_utterances(metrics, items, dataset.sample_rate, jobs=trial.eval_jobs)
 
 
-def _latent_shapes(model: MaskDenoiser, samples: int) -> dict[str, torch.Size]:
+def _latent_shapes(model: Denoiser, samples: int) -> dict[str, torch.Size]:
     was_training = model.training
     model.eval()
     with torch.no_grad():

@@ -42,9 +42,8 @@ def output(
     return DenoiserOutput(
         magnitude=magnitude,
         latents=dict(latents),
-        noisy_spec=torch.zeros(magnitude.shape, dtype=torch.complex64),
         length=0,
-        synthesize=lambda *_: torch.zeros(1),
+        synthesize=lambda: torch.zeros(1),
     )
 
 

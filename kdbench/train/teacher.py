@@ -14,7 +14,7 @@ from typing import Any
 import filelock
 import torch
 
-from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
+from kdbench.api import Denoiser, ModelSpec, PreparedDataset
 from kdbench.checkpoints import build_from_checkpoint, save_checkpoint
 from kdbench.identity import stable_id
 from kdbench.train.trainer import train
@@ -27,7 +27,7 @@ def teacher_key(spec: ModelSpec, dataset: PreparedDataset, settings: Mapping[str
     )
 
 
-def freeze(model: MaskDenoiser) -> MaskDenoiser:
+def freeze(model: Denoiser) -> Denoiser:
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
@@ -41,7 +41,7 @@ def get_teacher(
     settings: Mapping[str, Any],
     cache_dir: Path,
     on_step: Callable[[int, int], None] | None = None,
-) -> tuple[MaskDenoiser, dict[str, Any]]:
+) -> tuple[Denoiser, dict[str, Any]]:
     """The frozen teacher and its checkpoint metadata, training it if not cached."""
     key = teacher_key(spec, dataset, settings)
     path = cache_dir / "teachers" / f"{key}.pt"
