@@ -85,8 +85,11 @@ def speech_like(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The TorchScript exporter warns that it is deprecated on every call; that is known."""
+    """The TorchScript exporter warns that it is deprecated on every call, and tracing
+    `nn.GRU` warns about its own shape checks (constant for a given model); both are
+    known."""
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", UserWarning)
