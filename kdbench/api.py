@@ -158,13 +158,16 @@ class DenoiserOutput:
     may be bins or bands and frames follow the model's own hop. KD methods address latents
     by name only. `synthesize` computes the time-domain estimate (batch, samples); it is
     None for an output that holds only what a KD loss declared it reads (a teacher output
-    served from its per-crop table).
+    served from its per-crop table). `analysis` is (n_fft, hop, window) of the STFT that
+    `magnitude` is on (`Denoiser.analysis`), so that two models' magnitudes are compared
+    only where they mean the same thing.
     """
 
     magnitude: torch.Tensor
     latents: dict[str, torch.Tensor]
     length: int
     synthesize: Callable[[], torch.Tensor] | None = None
+    analysis: tuple[int, int, str] | None = None
 
     def waveform(self) -> torch.Tensor:
         """The time-domain estimate (batch, samples)."""
@@ -224,6 +227,11 @@ class Denoiser(nn.Module):
             persistent=False,
         )
 
+    @property
+    def analysis(self) -> tuple[int, int, str]:
+        """(n_fft, hop, window) of the analysis STFT, as `DenoiserOutput.analysis`."""
+        return (self.n_fft, self.hop, self.window_name)
+
     def stft(self, wave: torch.Tensor) -> torch.Tensor:
         return torch.stft(
             wave, self.n_fft, self.hop, window=self.window, return_complex=True, center=True
@@ -278,6 +286,7 @@ class MaskDenoiser(Denoiser):
             latents=latents,
             length=length,
             synthesize=lambda: self.resynthesize(estimate, spec, length),
+            analysis=self.analysis,
         )
 
     def enhance(self, spectrum: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:

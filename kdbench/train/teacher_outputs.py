@@ -139,6 +139,7 @@ class TeacherOutputs:
             magnitude=stacked.pop("magnitude", torch.empty(0)),
             latents=stacked,
             length=sampler.crop,
+            analysis=self.teacher.analysis,
         )
 
 

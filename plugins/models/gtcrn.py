@@ -212,6 +212,7 @@ class GTCRN(Denoiser):
             latents=latents,
             length=length,
             synthesize=lambda: self.istft(estimate, length),
+            analysis=self.analysis,
         )
 
 
