@@ -33,10 +33,10 @@ def save_checkpoint(
     save_atomically(payload, path)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's payload; refuses files that carry pickled code or aren't ours."""
+def load_weights_only(path: Path) -> Any:
+    """A file's tensors and plain data; refuses files that carry pickled code."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise KdbenchError(f"{path}: no such checkpoint") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
@@ -44,7 +44,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path}: refused: not a plain-weights checkpoint (it may carry pickled code, "
             f"which kdbench never loads): {exc}"
         ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != "kdbench-checkpoint":
+
+
+def is_kdbench_checkpoint(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("format") == "kdbench-checkpoint"
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's payload; refuses files that carry pickled code or aren't ours."""
+    payload = load_weights_only(path)
+    if not is_kdbench_checkpoint(payload):
         raise KdbenchError(f"{path}: not a kdbench checkpoint")
     return payload
 

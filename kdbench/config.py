@@ -65,7 +65,12 @@ TRAIN_PARAMS: dict[str, Param] = {
 TEACHER_PARAMS: dict[str, Param] = {
     **TRAIN_PARAMS,
     "steps": Param(1200, "optimizer steps of the teacher", int),
-    "checkpoint": Param("best_valid", "teacher weights kept", str, CHECKPOINT_POLICIES),
+    "checkpoint": Param(
+        "best_valid",
+        "teacher weights kept (last, best_valid), or a checkpoint file to load instead of "
+        "training: a kdbench checkpoint or a state dict for the pair's teacher spec",
+        str,
+    ),
     "seed": Param(0, "teacher seed: one teacher per (spec, dataset, seed)", int),
 }
 
@@ -183,6 +188,15 @@ def load_config(
         section: resolve_params(section, params, raw.get(section, {}))
         for section, params in CORE_SECTIONS.items()
     }
+    teacher_weights = resolved["teacher"]["checkpoint"]
+    if teacher_weights not in CHECKPOINT_POLICIES:
+        path = Path(teacher_weights).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"teacher.checkpoint: {teacher_weights!r} is neither a policy "
+                f"({', '.join(CHECKPOINT_POLICIES)}) nor an existing file"
+            )
+        resolved["teacher"]["checkpoint"] = str(path.resolve())
     if resolved["run"]["jobs"] < 1:
         raise ConfigError("run.jobs: must be at least 1")
     for key in ("datasets", "metrics"):

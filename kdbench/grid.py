@@ -17,6 +17,7 @@ from kdbench.config import Config
 from kdbench.errors import ConfigError
 from kdbench.identity import stable_id
 from kdbench.registry import Registry
+from kdbench.train.own_teacher import OwnTeacher
 from kdbench.trial import Trial
 
 
@@ -92,11 +93,16 @@ def build_grid(
     seed_list = list(seeds if seeds is not None else run["seeds"])
     registry.select("metrics", run["metrics"])
     threads = divide_cores(run["jobs"])
+    own_teacher = OwnTeacher.from_settings(config.teacher)
+    # A loaded teacher is identified by its file's hash, not by training settings.
+    teacher_identity = own_teacher.identity() if own_teacher else config.teacher
     common = {
         "cache_dir": str(cache_dir),
         "results_dir": str(results_dir),
         "metrics": tuple(run["metrics"]),
-        "teacher_settings": dict(config.teacher),
+        "teacher_settings": own_teacher.settings(config.teacher)
+        if own_teacher
+        else dict(config.teacher),
         "threads": threads,
         "eval_jobs": threads,
     }
@@ -118,11 +124,14 @@ def build_grid(
         seen_teachers: set[str] = set()
         for pair_name in pair_names:
             pair = registry.get("pairs", pair_name)
-            teacher = pair.teacher.to_json()
+            teacher_spec = own_teacher.spec(pair.teacher) if own_teacher else pair.teacher
+            teacher = teacher_spec.to_json()
             teacher_id = stable_id(
-                "teacher", {"dataset": identity, "spec": teacher, "settings": config.teacher}
+                "teacher", {"dataset": identity, "spec": teacher, "settings": teacher_identity}
             )
             if teacher_id not in seen_teachers:
+                if own_teacher:
+                    own_teacher.load(registry, pair.teacher)  # a file that does not fit fails now
                 seen_teachers.add(teacher_id)
                 references.append(
                     Trial(id=teacher_id, role="teacher", teacher_spec=teacher, **base, **common)
@@ -139,7 +148,7 @@ def build_grid(
                         "dataset": identity,
                         "teacher": teacher,
                         "student": pair.student.to_json(),
-                        "teacher_settings": config.teacher,
+                        "teacher_settings": teacher_identity,
                         "method": method_name,
                         "method_params": method_params,
                         "seed": seed,

@@ -18,7 +18,6 @@ only during training.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import warnings
 from collections.abc import Iterator, Sequence
@@ -32,6 +31,7 @@ from torch import nn
 from kdbench import __version__
 from kdbench.api import Denoiser
 from kdbench.errors import KdbenchError
+from kdbench.identity import file_sha256
 from kdbench.streaming import StreamingDenoiser, time_reach
 
 OPSET = 17
@@ -137,14 +137,6 @@ def verify(
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sidecar_path(out_path: Path) -> Path:
     return Path(out_path).with_suffix(".json")
 
@@ -236,8 +228,8 @@ def export_onnx(
         "trial": trial_id,
         "checkpoint": None
         if checkpoint is None
-        else {"path": str(checkpoint), "sha256": _sha256(Path(checkpoint))},
-        "onnx_sha256": _sha256(out_path),
+        else {"path": str(checkpoint), "sha256": file_sha256(Path(checkpoint))},
+        "onnx_sha256": file_sha256(out_path),
         "kdbench_version": __version__,
         "parity": parity,
         "provenance": {

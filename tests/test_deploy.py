@@ -62,13 +62,7 @@ def utterances(seeds: range) -> list[Utterance]:
     return items
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are slower with thread contention on a shared 2-core runner."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

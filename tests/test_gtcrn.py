@@ -23,12 +23,7 @@ PUBLISHED_MACS = 33.0e6  # per second, the authors' repository (ERB low bins con
 NO_ONNX = "onnxruntime missing: pip install 'kdbench[onnx]'"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def untrained(**params) -> torch.nn.Module:

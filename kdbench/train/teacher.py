@@ -1,4 +1,5 @@
-"""Teachers: trained once per (spec, dataset, settings, seed), cached, frozen, reused.
+"""Teachers: trained once per (spec, dataset, settings, seed), cached, frozen, reused; or
+loaded from the user's own checkpoint (`kdbench.train.own_teacher`).
 
 A file lock around training makes concurrent workers that need the same teacher wait for
 the first one instead of training it twice; the cache file is written atomically, so a
@@ -17,6 +18,7 @@ import torch
 from kdbench.api import Denoiser, ModelSpec, PreparedDataset
 from kdbench.checkpoints import build_from_checkpoint, save_checkpoint
 from kdbench.identity import stable_id
+from kdbench.train.own_teacher import OwnTeacher
 from kdbench.train.trainer import train
 
 
@@ -42,7 +44,17 @@ def get_teacher(
     cache_dir: Path,
     on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[Denoiser, dict[str, Any]]:
-    """The frozen teacher and its checkpoint metadata, training it if not cached."""
+    """The frozen teacher and its checkpoint metadata: loaded from `teacher.checkpoint`
+    when that names a file, else trained if not cached."""
+    own = OwnTeacher.from_settings(settings)
+    if own is not None:
+        model, spec = own.load(registry, spec)
+        meta = {
+            "teacher_key": teacher_key(spec, dataset, own.identity()),
+            "checkpoint_sha256": own.sha256,
+            "path": str(own.path),
+        }
+        return freeze(model), meta
     key = teacher_key(spec, dataset, settings)
     path = cache_dir / "teachers" / f"{key}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,43 +29,29 @@ GTCRN_HALF = ModelSpec("gtcrn", {"channels": 8})
 GTCRN_WIDE = ModelSpec("gtcrn", {"channels": 32})
 UNET_WIDTH_STUDENT = next(pair.student for pair in UNET_PAIRS if pair.name == "width")
 
-PAIRS = (
+PAIRS = tuple(
     ArchitecturePair(
-        name="unet_gtcrn",
-        description="UNet teacher (16…128) → GTCRN at the published size (16 channels)",
-        teacher=UNET_TEACHER,
-        student=GTCRN,
-        varies="family",
-        mismatch=2,
-        suite="families",
-    ),
-    ArchitecturePair(
-        name="unet_gtcrn8",
-        description="UNet teacher (16…128) → GTCRN at half width (8 channels)",
-        teacher=UNET_TEACHER,
-        student=GTCRN_HALF,
-        varies="family, width",
-        mismatch=3,
-        suite="families",
-    ),
-    ArchitecturePair(
-        name="gtcrn_width",
-        description="GTCRN 32 channels → GTCRN at the published size (16 channels)",
-        teacher=GTCRN_WIDE,
-        student=GTCRN,
-        varies="width",
-        mismatch=1,
-        suite="gtcrn",
-    ),
-    ArchitecturePair(
-        name="gtcrn_unet",
-        description="GTCRN 32 channels → UNet student (4…32, the width pair's)",
-        teacher=GTCRN_WIDE,
-        student=UNET_WIDTH_STUDENT,
-        varies="family",
-        mismatch=2,
-        suite="gtcrn",
-    ),
+        name=name, description=description, teacher=teacher, student=student,
+        varies=varies, mismatch=mismatch, suite=suite,
+    )
+    for name, description, teacher, student, varies, mismatch, suite in (
+        (
+            "unet_gtcrn", "UNet teacher (16…128) → GTCRN at the published size (16 channels)",
+            UNET_TEACHER, GTCRN, "family", 2, "families",
+        ),
+        (
+            "unet_gtcrn8", "UNet teacher (16…128) → GTCRN at half width (8 channels)",
+            UNET_TEACHER, GTCRN_HALF, "family, width", 3, "families",
+        ),
+        (
+            "gtcrn_width", "GTCRN 32 channels → GTCRN at the published size (16 channels)",
+            GTCRN_WIDE, GTCRN, "width", 1, "gtcrn",
+        ),
+        (
+            "gtcrn_unet", "GTCRN 32 channels → UNet student (4…32, the width pair's)",
+            GTCRN_WIDE, UNET_WIDTH_STUDENT, "family", 2, "gtcrn",
+        ),
+    )
 )
 
 
