@@ -127,7 +127,8 @@ def model_case(name: str, teacher: Denoiser, student: Denoiser, samples: int = 8
         latents = {key: z.shape for key, z in output.latents.items()}
         return latents, Grid(*output.magnitude.shape[-2:], output.analysis)
 
-    (teacher_latents, teacher_grid), (student_latents, student_grid) = probe(teacher), probe(student)
+    teacher_latents, teacher_grid = probe(teacher)
+    student_latents, student_grid = probe(student)
     return ShapeCase(name, teacher_latents, student_latents, teacher_grid, student_grid)
 
 

@@ -93,7 +93,8 @@ def test_a_cross_family_grid_runs_and_its_leaderboard_shows_the_students_cost(
         main, ["run", *args, "--method", "output", "--results", str(store)]
     )
     assert result.exit_code == 0, result.output
-    row = next(line for line in result.output.splitlines() if line.lstrip().startswith("unet_gtcrn"))
+    lines = result.output.splitlines()
+    row = next(line for line in lines if line.lstrip().startswith("unet_gtcrn"))
     assert "23.7k" in row and "26.5M" in row
     with sqlite3.connect(store) as db:
         students = db.execute(

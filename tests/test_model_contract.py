@@ -45,7 +45,9 @@ class WaveNetlet(Denoiser):
 def _utterances(count: int) -> list[Utterance]:
     rng = np.random.default_rng(0)
     t = np.arange(RATE // 2) / RATE
-    clean = [(0.3 * np.sin(2 * np.pi * (200 + 30 * k) * t)).astype(np.float32) for k in range(count)]
+    clean = [
+        (0.3 * np.sin(2 * np.pi * (200 + 30 * k) * t)).astype(np.float32) for k in range(count)
+    ]
     return [
         Utterance(f"u{k}", c, (c + 0.05 * rng.standard_normal(c.shape)).astype(np.float32))
         for k, c in enumerate(clean)
@@ -68,7 +70,9 @@ def test_a_time_domain_student_trains_with_every_task_loss_and_kd_method(
     student = WaveNetlet()
     probe = torch.zeros(1, int(SETTINGS["crop_seconds"] * RATE))
     with torch.no_grad():
-        shapes = [{k: v.shape for k, v in model(probe).latents.items()} for model in (teacher, student)]
+        shapes = [
+            {k: v.shape for k, v in model(probe).latents.items()} for model in (teacher, student)
+        ]
     kd_loss = get_registry().get("methods", method)().build(*shapes)
     before = {name: value.clone() for name, value in student.state_dict().items()}
     data = _utterances(4)

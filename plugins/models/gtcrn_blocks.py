@@ -111,7 +111,9 @@ class TemporalAttention(nn.Module):
         self.gru = nn.GRU(channels, 2 * channels, batch_first=True)
         self.gate = nn.Linear(2 * channels, channels)
 
-    def forward(self, x: torch.Tensor, carry: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, carry: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         energy = x.square().mean(dim=2).transpose(1, 2)  # (batch, frames, channels)
         hidden, carry = self.gru(energy, carry)
         gate = torch.sigmoid(self.gate(hidden)).transpose(1, 2).unsqueeze(2)
