@@ -13,6 +13,9 @@ from click.testing import CliRunner
 from kdbench.checkpoints import load_checkpoint
 from kdbench.cli import main
 from kdbench.config import load_config
+from kdbench.grid import Grid, build_grid
+from kdbench.registry import get_registry
+from kdbench.trial import execute
 
 TINY = [
     "--preset", "ci",
@@ -20,6 +23,7 @@ TINY = [
     "--set", "run.seeds=0",
     "--set", "train.steps=4",
     "--set", "teacher.steps=4",
+    "--method", "none",
 ]
 
 
@@ -29,6 +33,15 @@ def _run(store: Path, *extra: str) -> str:
     )
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def _grid(checkpoint: Path, cache: Path, results: Path, prepare_datasets: bool = True) -> Grid:
+    """The TINY grid with `checkpoint` as the teacher, built in this process."""
+    overrides = [value for flag, value in zip(TINY[::2], TINY[1::2]) if flag == "--set"]
+    config = load_config("ci", [*overrides, f"teacher.checkpoint={checkpoint}"])
+    return build_grid(
+        config, get_registry(), cache, results, prepare_datasets=prepare_datasets
+    )
 
 
 def _teacher(store: Path) -> tuple[str, dict[str, float], str]:
@@ -74,13 +87,16 @@ def test_a_loaded_teacher_scores_exactly_as_the_one_that_was_saved(
     moved = shutil.copy(mine, tmp_path / "moved.pt")
     assert "ran 0 trial(s)" in _run(loaded_store, "--set", f"teacher.checkpoint={moved}")
 
-    # A plain state dict for the pair's teacher spec scores the same, under its own hash.
+    # A plain state dict for the pair's teacher spec scores the same, under its own hash
+    # (its teacher trial alone: no student needs to train for that).
     plain = tmp_path / "state_dict.pt"
     torch.save(load_checkpoint(checkpoint)["state_dict"], plain)
-    plain_store = tmp_path / "plain.db"
-    _run(plain_store, "--set", f"teacher.checkpoint={plain}")
-    plain_id, plain_scores, _ = _teacher(plain_store)
-    assert plain_scores == trained_scores and plain_id not in (trained_id, loaded_id)
+    grid = _grid(plain, session_cache, tmp_path)
+    teacher = next(trial for trial in grid.references if trial.role == "teacher")
+    outcome = execute(teacher)
+    assert outcome.status == "done", outcome.error
+    plain_scores = {(score.utterance, score.metric): score.value for score in outcome.scores}
+    assert plain_scores == trained_scores and teacher.id not in (trained_id, loaded_id)
 
 
 def test_other_weights_are_another_teacher(trained, tmp_path, session_cache):
@@ -92,13 +108,7 @@ def test_other_weights_are_another_teacher(trained, tmp_path, session_cache):
     torch.save(state, plain)
 
     def teacher_id(path: Path) -> str:
-        from kdbench.grid import build_grid
-        from kdbench.registry import get_registry
-
-        config = load_config("ci", [f"teacher.checkpoint={path}"])
-        grid = build_grid(
-            config, get_registry(), session_cache, tmp_path, pairs="width", prepare_datasets=False
-        )
+        grid = _grid(path, session_cache, tmp_path, prepare_datasets=False)
         return next(trial.id for trial in grid.references if trial.role == "teacher")
 
     assert teacher_id(edited) != teacher_id(plain)
