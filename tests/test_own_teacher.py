@@ -10,11 +10,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from kdbench.deploy.checkpoints import load_checkpoint
 from kdbench.cli import main
 from kdbench.config import load_config
-from kdbench.run.grid import Grid, build_grid
+from kdbench.deploy.checkpoints import load_checkpoint
+from kdbench.errors import ConfigError, CorruptFile
 from kdbench.plugin.registry import get_registry
+from kdbench.run.grid import Grid, build_grid
 from kdbench.run.trial import execute
 
 TINY = [
@@ -112,6 +113,21 @@ def test_other_weights_are_another_teacher(trained, tmp_path, session_cache):
         return next(trial.id for trial in grid.references if trial.role == "teacher")
 
     assert teacher_id(edited) != teacher_id(plain)
+
+
+def test_a_kdbench_checkpoint_that_fails_its_crc_is_refused(trained, tmp_path, session_cache):
+    _, checkpoint = trained
+    payload = load_checkpoint(checkpoint)
+    altered = tmp_path / "altered.pt"
+    torch.save({**payload, "crc32": payload["crc32"] ^ 1}, altered)
+    with pytest.raises(CorruptFile, match="altered.pt.*CRC-32"):
+        _grid(altered, session_cache, tmp_path, prepare_datasets=False)
+
+
+def test_a_loaded_teacher_takes_one_teacher_seed(trained):
+    _, checkpoint = trained
+    with pytest.raises(ConfigError, match="teacher.seeds"):
+        load_config("ci", [f"teacher.checkpoint={checkpoint}", "teacher.seeds=0,1"])
 
 
 def test_a_bad_teacher_file_is_an_error_naming_it(tmp_path, monkeypatch, session_cache):
