@@ -105,7 +105,12 @@ TRAIN_PARAMS: dict[str, Param] = {
 TEACHER_PARAMS: dict[str, Param] = {
     **TRAIN_PARAMS,
     "steps": Param(1200, "optimizer steps of the teacher", int),
-    "checkpoint": Param("best_valid", "teacher weights kept", str, CHECKPOINT_POLICIES),
+    "checkpoint": Param(
+        "best_valid",
+        "teacher weights kept (last, best_valid), or a checkpoint file to load instead of "
+        "training: a kdbench checkpoint or a state dict for the pair's teacher spec",
+        str,
+    ),
     "seeds": Param(
         [0],
         "teacher seeds, one teacher per (spec, dataset, seed); with several, student seed s "
@@ -236,6 +241,15 @@ def load_config(
         section: resolve_params(section, params, raw.get(section, {}))
         for section, params in CORE_SECTIONS.items()
     }
+    teacher_weights = resolved["teacher"]["checkpoint"]
+    if teacher_weights not in CHECKPOINT_POLICIES:
+        path = Path(teacher_weights).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"teacher.checkpoint: {teacher_weights!r} is neither a policy "
+                f"({', '.join(CHECKPOINT_POLICIES)}) nor an existing file"
+            )
+        resolved["teacher"]["checkpoint"] = str(path.resolve())
     if resolved["run"]["jobs"] < 1:
         raise ConfigError("run.jobs: must be at least 1")
     check_device_setting(resolved["run"]["device"])
@@ -244,6 +258,11 @@ def load_config(
             raise ConfigError(f"run.{key}: the preset names none; set at least one")
     if not resolved["teacher"]["seeds"]:
         raise ConfigError("teacher.seeds: name at least one teacher seed")
+    if teacher_weights not in CHECKPOINT_POLICIES and len(resolved["teacher"]["seeds"]) > 1:
+        raise ConfigError(
+            "teacher.seeds: a loaded teacher (teacher.checkpoint names a file) is one set of "
+            "weights, not one per seed; name a single teacher seed"
+        )
     return Config(
         preset=preset,
         run=resolved["run"],

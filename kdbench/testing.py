@@ -21,7 +21,13 @@ padding 2, so a size n becomes (n - 1) // 2 + 1 (257 -> 129 -> 65 -> 33 -> 17,
 63 -> 32 -> 16 -> 8 -> 4). The bottleneck has the deepest level's shape; ``dec1`` ..
 ``dec{N-1}`` are the decoder outputs deepest first, ``decK`` on the grid and channels of
 ``enc{N-K}`` (as kdbench's UNet names them). A model family may differ; methods address
-latents by name and must cope with any grid.
+latents by name and must cope with any grid. `model_case` builds the case of two real
+models, e.g. of different families, whose latents and magnitudes lie on different grids:
+
+    check_method(MyMethod, cases=[model_case("unet_gtcrn", teacher, student)])
+
+A method may find that it does not apply only from the outputs (two magnitudes on
+incompatible STFTs): `NotApplicable` from the loss's first call is recorded as from `build`.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import torch
 from kdbench.api import (
     Batch,
     ConfigError,
+    Denoiser,
     DenoiserOutput,
     KDLoss,
     KDMethod,
@@ -46,10 +53,12 @@ from kdbench.api import (
 
 __all__ = [
     "DEFAULT_CASES",
+    "Grid",
     "ShapeCase",
     "check_declaration",
     "check_loss",
     "check_method",
+    "model_case",
     "unet_latent_shapes",
 ]
 
@@ -80,14 +89,47 @@ def unet_latent_shapes(
 
 
 @dataclasses.dataclass(frozen=True)
+class Grid:
+    """The magnitude a model estimates: (freq, frames) and its STFT (n_fft, hop, window)."""
+
+    freq: int = FREQ
+    frames: int = FRAMES
+    analysis: tuple[int, int, str] | None = (N_FFT, HOP, "hann")
+
+
+@dataclasses.dataclass(frozen=True)
 class ShapeCase:
-    """A teacher/student latent layout, and the magnitude grid both models estimate."""
+    """A teacher/student latent layout, and the magnitude grid each model estimates (by
+    default one grid for both, as within a family)."""
 
     name: str
     teacher: Mapping[str, torch.Size]
     student: Mapping[str, torch.Size]
-    freq: int = FREQ
-    frames: int = FRAMES
+    teacher_grid: Grid = Grid()
+    student_grid: Grid | None = None
+
+    @property
+    def grids(self) -> tuple[Grid, Grid]:
+        """(teacher, student) grids."""
+        return self.teacher_grid, self.student_grid or self.teacher_grid
+
+
+def model_case(name: str, teacher: Denoiser, student: Denoiser, samples: int = 8000) -> ShapeCase:
+    """The case of two real models: their latents and magnitudes on `samples` of silence
+    (0.5 s at 16 kHz by default), e.g. for a pair of different families."""
+
+    def probe(model: Denoiser) -> tuple[dict[str, torch.Size], Grid]:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            output = model(torch.zeros(BATCH, samples))
+        model.train(was_training)
+        latents = {key: z.shape for key, z in output.latents.items()}
+        return latents, Grid(*output.magnitude.shape[-2:], output.analysis)
+
+    teacher_latents, teacher_grid = probe(teacher)
+    student_latents, student_grid = probe(student)
+    return ShapeCase(name, teacher_latents, student_latents, teacher_grid, student_grid)
 
 
 TEACHER = unet_latent_shapes([16, 32, 64, 128])
@@ -161,8 +203,7 @@ def check_declaration(method_cls: type) -> None:
 def _random_output(
     shapes: Mapping[str, torch.Size],
     batch: int,
-    freq: int,
-    frames: int,
+    grid: Grid,
     trainable: bool,
     generator: torch.Generator,
 ) -> DenoiserOutput:
@@ -170,20 +211,23 @@ def _random_output(
         return torch.randn(*shape, generator=generator).requires_grad_(trainable)
 
     latents = {name: tensor(batch, *shape[1:]) for name, shape in shapes.items()}
-    window = torch.hann_window(N_FFT)
-    length = (frames - 1) * HOP
+    n_fft, hop, _ = grid.analysis or (2 * (grid.freq - 1), HOP, "hann")
+    window = torch.hann_window(n_fft)
+    length = (grid.frames - 1) * hop
+    magnitude = tensor(batch, grid.freq, grid.frames).abs().detach().requires_grad_(trainable)
+    shape = (batch, grid.freq, grid.frames)
+    noisy_spec = torch.randn(*shape, dtype=torch.complex64, generator=generator)
 
-    def synthesize(magnitude: torch.Tensor, noisy: torch.Tensor, n: int) -> torch.Tensor:
-        phase = noisy / noisy.abs().clamp_min(1e-8)
-        return torch.istft(magnitude * phase, N_FFT, HOP, window=window, length=n)
+    def synthesize() -> torch.Tensor:
+        phase = noisy_spec / noisy_spec.abs().clamp_min(1e-8)
+        return torch.istft(magnitude * phase, n_fft, hop, window=window, length=length)
 
-    noisy_spec = torch.randn(batch, freq, frames, dtype=torch.complex64, generator=generator)
     return DenoiserOutput(
-        magnitude=tensor(batch, freq, frames).abs().detach().requires_grad_(trainable),
+        magnitude=magnitude,
         latents=latents,
-        noisy_spec=noisy_spec,
         length=length,
         synthesize=synthesize,
+        analysis=grid.analysis,
     )
 
 
@@ -219,9 +263,10 @@ def check_loss(
     generator = torch.Generator().manual_seed(seed)
     declared = next(iter(case.student.values()))[0] if case.student else BATCH
     batch_size = max(1, declared - 1)
-    student = _random_output(case.student, batch_size, case.freq, case.frames, True, generator)
+    teacher_grid, student_grid = case.grids
+    student = _random_output(case.student, batch_size, student_grid, True, generator)
     teacher = (
-        _random_output(case.teacher, batch_size, case.freq, case.frames, False, generator)
+        _random_output(case.teacher, batch_size, teacher_grid, False, generator)
         if method_cls.needs_teacher
         else None
     )
@@ -234,7 +279,7 @@ def check_loss(
         batch = Batch(
             noisy=torch.zeros(batch_size, student.length),
             clean=torch.zeros(batch_size, student.length),
-            clean_magnitude=torch.zeros(batch_size, case.freq, case.frames),
+            clean_magnitude=torch.zeros(batch_size, student_grid.freq, student_grid.frames),
             step=step,
             total_steps=TOTAL_STEPS,
         )
@@ -320,6 +365,12 @@ def check_method(
             continue
         if not isinstance(loss, KDLoss):
             raise _fail(method_cls, where, f"build returned {loss!r}, not a KDLoss")
-        check_loss(method_cls, loss, case, where)
+        try:
+            check_loss(method_cls, loss, case, where)
+        except NotApplicable as exc:  # a loss may find out only from the outputs
+            if not str(exc):
+                raise _fail(method_cls, where, "NotApplicable without a reason") from exc
+            outcomes[case.name] = f"not applicable: {exc}"
+            continue
         outcomes[case.name] = "ok"
     return outcomes

@@ -11,3 +11,14 @@ import pytest
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("kdbench-cache")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models are slower with thread contention on a shared 2-core runner."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -86,3 +86,31 @@ def test_all_pairs_means_the_presets_suite():
     paper = select_pairs(load_config("paper"), registry, "all")
     assert quick == ["width", "kernel", "depth", "width8", "width_depth"]
     assert paper == [f"paper_{name}" for name in quick]
+
+
+def test_a_cross_family_grid_runs_and_its_leaderboard_shows_the_students_cost(
+    tmp_path, monkeypatch, session_cache
+):
+    """UNet teacher → GTCRN student on the tiny preset: every method trains, the table
+    shows the GTCRN's size and cost beside its scores. One thread per trial (`--jobs 2`),
+    as GTCRN trials should run."""
+    monkeypatch.setenv("KDBENCH_CACHE", str(session_cache))
+    store = tmp_path / "results.db"
+    args = [*TINY, "--set", "run.pairs=unet_gtcrn", "--set", "run.seeds=0", "--jobs", "2"]
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main, ["run", *args, "--method", "output", "--results", str(store)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    row = next(line for line in lines if line.lstrip().startswith("unet_gtcrn"))
+    assert "23.7k" in row and "26.5M" in row
+    with sqlite3.connect(store) as db:
+        students = db.execute(
+            "SELECT method, status FROM trials WHERE role = 'student' ORDER BY method"
+        ).fetchall()
+        finite = db.execute(
+            "SELECT COUNT(*) FROM scores JOIN trials ON trials.id = scores.trial_id "
+            "WHERE trials.role = 'student' AND scores.value IS NOT NULL"
+        ).fetchone()[0]
+    assert students == [("none", "done"), ("output", "done")]
+    assert finite == 2 * 4 * 3  # students × test utterances × metrics

@@ -23,7 +23,7 @@ from kdbench.api import (
     match_latents,
 )
 from kdbench.plugin.registry import get_registry
-from kdbench.testing import DEFAULT_CASES, TEACHER, check_method, unet_latent_shapes
+from kdbench.testing import DEFAULT_CASES, TEACHER, check_method, model_case, unet_latent_shapes
 
 REGISTRY = get_registry()
 METHODS = REGISTRY.all("methods")
@@ -43,9 +43,8 @@ def output(
     return DenoiserOutput(
         magnitude=magnitude,
         latents=dict(latents),
-        noisy_spec=torch.zeros(magnitude.shape, dtype=torch.complex64),
         length=0,
-        synthesize=lambda *_: torch.zeros(1),
+        synthesize=lambda: torch.zeros(1),
     )
 
 
@@ -106,6 +105,33 @@ def test_builtin_passes_the_kit_on_every_default_case(name: str) -> None:
 )
 def test_builtin_passes_the_kit_with_options(name: str, overrides: dict[str, Any]) -> None:
     assert set(check_method(METHODS[name].obj, overrides=overrides).values()) == {"ok"}
+
+
+def _model(spec) -> torch.nn.Module:
+    return REGISTRY.get("models", spec.family).build(spec.params)
+
+
+CROSS_FAMILY = [
+    model_case(pair.name, _model(pair.teacher), _model(pair.student))
+    for pair in (REGISTRY.get("pairs", name) for name in REGISTRY.names("pairs"))
+    if pair.teacher.family != pair.student.family
+]
+
+
+def test_cross_family_cases_differ_in_grid_bands_and_frames() -> None:
+    by_name = {case.name: case for case in CROSS_FAMILY}
+    assert set(by_name) == {"unet_gtcrn", "unet_gtcrn8", "gtcrn_unet"}
+    case = by_name["unet_gtcrn"]
+    teacher_grid, student_grid = case.grids
+    assert (teacher_grid.frames, student_grid.frames) == (63, 32)  # hop 128 against 256
+    assert case.teacher["bottleneck"][1:] == (128, 17, 4)
+    assert case.student["bottleneck"][1:] == (16, 33, 32)  # ERB bands, not bins
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_builtin_passes_the_kit_on_every_cross_family_pair(name: str) -> None:
+    outcomes = check_method(METHODS[name].obj, cases=CROSS_FAMILY)
+    assert outcomes == {case.name: "ok" for case in CROSS_FAMILY}
 
 
 def test_kit_rejects_a_loss_that_syncs_leaks_or_hides_adapters() -> None:
@@ -352,3 +378,24 @@ def test_output_is_l1_between_estimates() -> None:
     s, t = torch.tensor([[[1.0, 3.0]]]), torch.tensor([[[2.0, 0.0]]])
     value = loss(output({}, s), output({}, t), batch()).item()
     assert value == pytest.approx(2.0 * (1 + 3) / 2)
+
+
+def test_output_compares_two_hops_on_the_frames_they_share() -> None:
+    """A UNet (hop 128) and a GTCRN (hop 256) estimating the same signal: every second
+    UNet frame is a GTCRN frame, so the loss is zero, and an STFT of another size is not
+    comparable."""
+    wave = torch.randn(1, 8000)
+    window = torch.hann_window(512)
+    fine, coarse = (
+        torch.stft(wave, 512, hop, window=window, return_complex=True).abs() for hop in (128, 256)
+    )
+    loss = method("output").build(TEACHER, STUDENT)
+
+    def estimate(magnitude: torch.Tensor, hop: int, n_fft: int = 512) -> DenoiserOutput:
+        return DenoiserOutput(magnitude, {}, 8000, analysis=(n_fft, hop, "hann"))
+
+    for student, teacher in ((coarse, 256), (fine, 128)), ((fine, 128), (coarse, 256)):
+        value = loss(estimate(*student), estimate(*teacher), batch()).item()
+        assert value == pytest.approx(0, abs=1e-6)
+    with pytest.raises(NotApplicable, match="share no frames"):
+        loss(estimate(coarse, 256), estimate(fine[:, :129], 128, n_fft=256), batch())

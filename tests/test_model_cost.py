@@ -50,3 +50,21 @@ def test_measurement_leaves_model_and_threads_untouched() -> None:
     assert model.training and all(m.training for m in model.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.get_num_threads() == threads
+
+
+class TinyGRU(nn.Module):
+    """A GRU over 100-sample frames: its MACs are those of its matrix products."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(100, 6, batch_first=True)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.gru(wave.unflatten(-1, (-1, 100)))[0]
+
+
+def test_recurrent_layers_are_counted() -> None:
+    """On CPU a GRU runs as matrix products, which the counter sees: per frame, three
+    gates of input (100 → 6) and hidden (6 → 6) weights, 80 frames per second at 8 kHz."""
+    cost = model_cost(TinyGRU(), RATE, seconds=1.0, rtf_repeats=1)
+    assert cost["macs_per_second"] == 80 * 3 * (100 * 6 + 6 * 6)

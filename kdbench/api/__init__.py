@@ -50,10 +50,12 @@ from kdbench.api.methods import Batch, KDLoss, KDMethod
 from kdbench.api.metrics import Metric
 from kdbench.api.models import (
     ArchitecturePair,
+    Denoiser,
     DenoiserOutput,
     MaskDenoiser,
     ModelFamily,
     ModelSpec,
+    TimeReach,
 )
 from kdbench.api.params import Param, resolve_params
 from kdbench.errors import AudioError, ConfigError, CorruptFile, MetricUndefined, NotApplicable
@@ -72,6 +74,7 @@ __all__ = [
     "ConfigError",
     "CorruptFile",
     "Dataset",
+    "Denoiser",
     "DenoiserOutput",
     "Event",
     "Executor",
@@ -93,6 +96,7 @@ __all__ = [
     "ReportingExecutor",
     "Started",
     "Step",
+    "TimeReach",
     "Utterance",
     "adopt_outputs",
     "aligned_pairs",

@@ -112,8 +112,8 @@ def denoise(
 @_student_options
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 def export(target, trial, best, pair, method, metric, dataset, results, fmt) -> None:
-    """Export a student's mask network to TARGET (ONNX), verified against PyTorch, with a
-    JSON sidecar describing the STFT around it and the streaming latency.
+    """Export a student's network on STFT frames to TARGET (ONNX), verified against
+    PyTorch, with a JSON sidecar describing the STFT around it and the streaming latency.
 
     The student is loaded on the CPU: the graph is traced and checked against ONNX
     Runtime's CPU provider there, whatever GPUs the machine has."""
@@ -131,7 +131,8 @@ def export(target, trial, best, pair, method, metric, dataset, results, fmt) -> 
     parity, stream = sidecar["parity"], sidecar["streaming"]
     console.print(f"wrote {target} and {sidecar_path(target)}", markup=False)
     console.print(
-        f"ONNX Runtime vs PyTorch: mask max abs error {parity['mask_max_abs_error']:.2e}, "
+        f"ONNX Runtime vs PyTorch: estimate max abs error "
+        f"{parity['estimate_max_abs_error']:.2e}, "
         f"waveform {parity['waveform_max_abs_error']:.2e} (tolerance {parity['tolerance']:g})"
     )
     console.print(

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from kdbench import RESULT_VERSION, __version__
-from kdbench.api import MaskDenoiser, ModelSpec
+from kdbench.api import Denoiser, ModelSpec
 from kdbench.errors import CorruptFile, KdbenchError
 from kdbench.files.cache import save_atomically
 
@@ -59,11 +59,11 @@ def save_checkpoint(
     save_atomically(payload, path)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's payload; refuses files that carry pickled code or aren't ours, and
-    raises `CorruptFile` for one that is torn, truncated or fails its CRC."""
+def load_weights_only(path: Path) -> Any:
+    """A file's tensors and plain data; refuses files that carry pickled code, and raises
+    `CorruptFile` for one that is torn or truncated."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise KdbenchError(f"{path}: no such checkpoint") from None
     except pickle.UnpicklingError as exc:
@@ -73,11 +73,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from exc
     except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as exc:
         raise CorruptFile(f"{path}: unreadable checkpoint (truncated or damaged): {exc}") from exc
-    if (
-        not isinstance(payload, dict)
-        or payload.get("format") != "kdbench-checkpoint"
-        or not {"spec", "state_dict"} <= payload.keys()
-    ):
+
+
+def is_kdbench_checkpoint(payload: Any) -> bool:
+    """Whether a loaded file claims to be a kdbench checkpoint (rather than, say, a plain
+    state dict); `verified_checkpoint` then checks that the claim holds."""
+    return isinstance(payload, dict) and payload.get("format") == "kdbench-checkpoint"
+
+
+def verified_checkpoint(path: Path, payload: Any) -> dict[str, Any]:
+    """A loaded payload, once it is a whole kdbench checkpoint that passes its CRC."""
+    if not is_kdbench_checkpoint(payload) or not {"spec", "state_dict"} <= payload.keys():
         raise CorruptFile(f"{path}: not a kdbench checkpoint")
     if "crc32" in payload and payload["crc32"] != weights_crc32(
         payload["spec"], payload["state_dict"]
@@ -86,7 +92,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def build_from_checkpoint(path: Path, registry: Any) -> tuple[MaskDenoiser, dict[str, Any]]:
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's payload; refuses files that carry pickled code or aren't ours, and
+    raises `CorruptFile` for one that is torn, truncated or fails its CRC."""
+    return verified_checkpoint(path, load_weights_only(path))
+
+
+def build_from_checkpoint(path: Path, registry: Any) -> tuple[Denoiser, dict[str, Any]]:
     """Rebuild the model a checkpoint describes, in eval mode."""
     payload = load_checkpoint(path)
     spec = payload["spec"]

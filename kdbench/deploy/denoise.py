@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 import torchaudio.functional as AF
 
-from kdbench.api import MaskDenoiser, audio_info, read_audio, write_audio
+from kdbench.api import Denoiser, audio_info, read_audio, write_audio
 from kdbench.deploy.checkpoints import build_from_checkpoint, student_checkpoint
 from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry
@@ -53,7 +53,7 @@ class StudentRef:
 class Student:
     """A loaded student, in eval mode, with what a deployment needs to know about it."""
 
-    model: MaskDenoiser
+    model: Denoiser
     sample_rate: int
     spec: dict[str, Any]
     trial_id: str | None
@@ -172,7 +172,7 @@ def load_student(
     )
 
 
-def denoise_array(model: MaskDenoiser, audio: np.ndarray) -> np.ndarray:
+def denoise_array(model: Denoiser, audio: np.ndarray) -> np.ndarray:
     """Mono float32 in, mono float32 out, at the model's rate, on the model's device."""
     with torch.inference_mode():
         wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]

@@ -1,12 +1,15 @@
-"""Export a student's mask network to ONNX, verify it against PyTorch, describe it in JSON.
+"""Export a student's network to ONNX, verify it against PyTorch, describe it in JSON.
 
-What the graph is: magnitude (batch, 1, n_fft/2 + 1, frames) → mask of the same shape,
-with batch and frames dynamic. The STFT analysis and the noisy-phase resynthesis stay
-outside the graph, described in the JSON sidecar, because with torch 2.14 neither
-exporter handles them: the TorchScript exporter rejects complex `stft` output ("STFT does
-not currently support complex types") and the dynamo exporter needs `onnxscript`, which
-is not a kdbench dependency (and ONNX has no inverse STFT operator). Every runtime has an
-STFT; the sidecar says exactly which one to compute.
+What the graph is, for every model family: the noisy spectrum (batch, 2, n_fft/2 + 1,
+frames), real and imaginary parts as channels, → the estimate's spectrum in the same
+layout (`Denoiser.enhance` from the start of the signal), with batch and frames dynamic.
+A mask model's graph applies its mask inside; a complex-mask or mapping model's graph
+returns its estimate; so the resynthesis outside is one inverse STFT for all. The STFT
+analysis and resynthesis stay outside the graph, described in the JSON sidecar, because
+with torch 2.14 neither exporter handles them: the TorchScript exporter rejects complex
+`stft` output ("STFT does not currently support complex types") and the dynamo exporter
+needs `onnxscript`, which is not a kdbench dependency (and ONNX has no inverse STFT
+operator). Every runtime has an STFT; the sidecar says exactly which one to compute.
 
 Only the student is exported: a student checkpoint holds no KD adapters, which exist
 only during training.
@@ -15,7 +18,6 @@ only during training.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import warnings
 from collections.abc import Iterator, Sequence
@@ -27,30 +29,36 @@ import torch
 from torch import nn
 
 from kdbench import __version__
-from kdbench.api import MaskDenoiser
-from kdbench.deploy.streaming import StreamingDenoiser
+from kdbench.api import Denoiser
+from kdbench.deploy.streaming import StreamingDenoiser, time_reach
 from kdbench.errors import KdbenchError
+from kdbench.run.identity import file_sha256
 
 OPSET = 17
 TOLERANCE = 1e-4
 INSTALL_HINT = "ONNX export needs onnx and onnxruntime: pip install 'kdbench[onnx]'"
 
 
-class MaskGraph(nn.Module):
-    """The part of a `MaskDenoiser` that is exported: magnitude in, mask out.
+class EnhanceGraph(nn.Module):
+    """The part of a `Denoiser` that is exported: noisy spectrum in, estimate out.
 
     It starts in eval mode: `torch.onnx.export` restores the wrapper's mode afterwards,
     recursively, and a wrapper left in the default train mode would silently switch the
     student's BatchNorm to batch statistics.
     """
 
-    def __init__(self, model: MaskDenoiser) -> None:
+    def __init__(self, model: Denoiser) -> None:
         super().__init__()
         self.model = model
         self.eval()
 
-    def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
-        return self.model.mask_network(magnitude)[0]
+    def forward(self, spectrum: torch.Tensor) -> torch.Tensor:
+        return self.model.enhance(spectrum)[0]
+
+
+def _as_channels(spec: torch.Tensor) -> torch.Tensor:
+    """A complex (batch, freq, frames) spectrum as (batch, 2, freq, frames) real/imag."""
+    return torch.stack([spec.real, spec.imag], dim=1)
 
 
 def _runtime() -> Any:
@@ -77,8 +85,11 @@ def speech_like(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The TorchScript exporter warns that it is deprecated on every call; that is known."""
+    """The TorchScript exporter warns that it is deprecated on every call, and tracing
+    `nn.GRU` warns about its own shape checks (constant for a given model); both are
+    known."""
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", UserWarning)
@@ -93,48 +104,37 @@ def _session(path: Path) -> Any:
 
 
 def verify(
-    model: MaskDenoiser,
+    model: Denoiser,
     onnx_path: Path,
     sample_rate: int,
     frame_counts: Sequence[int] = (1, 37, 250),
 ) -> dict[str, Any]:
-    """Max abs differences between ONNX Runtime and PyTorch: the mask on random magnitudes
-    of several lengths (including odd ones, which exercise the decoder's crops) and on a
-    speech-like signal's spectrum, and the resynthesised waveform of that signal."""
+    """Max abs differences between ONNX Runtime and PyTorch: the estimate on random spectra
+    of several lengths (including odd ones, which exercise the UNet decoder's crops) and on
+    a speech-like signal's spectrum, and the resynthesised waveform of that signal against
+    offline `model.denoise`."""
     session = _session(onnx_path)
-    graph = MaskGraph(model)
+    graph = EnhanceGraph(model)
     generator = torch.Generator().manual_seed(0)
     freq = model.n_fft // 2 + 1
-    magnitudes = [
-        torch.rand(2, 1, freq, frames, generator=generator) * 3 for frames in frame_counts
-    ]
+    spectra = [torch.randn(2, 2, freq, frames, generator=generator) for frames in frame_counts]
     wave = torch.from_numpy(speech_like(2.0, sample_rate))[None]
-    spec = model.stft(wave)
-    magnitudes.append(spec.abs()[:, None])
+    spectra.append(_as_channels(model.stft(wave)))
     errors = []
     with torch.inference_mode():
-        for magnitude in magnitudes:
-            got = session.run(["mask"], {"magnitude": magnitude.numpy()})[0]
-            errors.append(float(np.abs(got - graph(magnitude).numpy()).max()))
-        speech = session.run(["mask"], {"magnitude": magnitudes[-1].numpy()})[0]
-        speech_mask = torch.from_numpy(speech)
-        estimate = model.istft(speech_mask[:, 0] * spec.abs(), spec, wave.shape[-1])
+        for spectrum in spectra:
+            got = session.run(["estimate"], {"spectrum": spectrum.numpy()})[0]
+            errors.append(float(np.abs(got - graph(spectrum).numpy()).max()))
+        speech = torch.from_numpy(session.run(["estimate"], {"spectrum": spectra[-1].numpy()})[0])
+        estimate = model.istft(torch.complex(speech[:, 0], speech[:, 1]), wave.shape[-1])
         waveform_error = float((estimate - model.denoise(wave)).abs().max())
     return {
-        "mask_max_abs_error": max(errors),
+        "estimate_max_abs_error": max(errors),
         "waveform_max_abs_error": waveform_error,
-        "inputs": [f"random magnitude, {n} frames" for n in frame_counts]
+        "inputs": [f"random spectrum, {n} frames" for n in frame_counts]
         + ["speech-like signal with white noise, 2 s"],
         "tolerance": TOLERANCE,
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sidecar_path(out_path: Path) -> Path:
@@ -142,14 +142,14 @@ def sidecar_path(out_path: Path) -> Path:
 
 
 def export_onnx(
-    model: MaskDenoiser,
+    model: Denoiser,
     out_path: Path | str,
     sample_rate: int,
     spec: dict[str, Any] | None = None,
     trial_id: str | None = None,
     checkpoint: Path | None = None,
 ) -> dict[str, Any]:
-    """Write `out_path` (the mask network) and `<out_path>.json` (how to run it), after
+    """Write `out_path` (the network on STFT frames) and `<out_path>.json` (how to run it), after
     checking ONNX Runtime reproduces PyTorch within `TOLERANCE`; returns the sidecar.
 
     A graph that fails the check is deleted rather than left for someone to deploy.
@@ -162,35 +162,38 @@ def export_onnx(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    example = torch.rand(1, 1, model.n_fft // 2 + 1, 64)
+    streamer = StreamingDenoiser(model)  # refuses, naming why, a model it cannot stream
+    example = torch.randn(1, 2, model.n_fft // 2 + 1, 64)
     axes = {0: "batch", 3: "frames"}
     with _quiet(), torch.inference_mode():
         torch.onnx.export(
-            MaskGraph(model),
+            EnhanceGraph(model),
             (example,),
             str(out_path),
             dynamo=False,
-            input_names=["magnitude"],
-            output_names=["mask"],
-            dynamic_axes={"magnitude": axes, "mask": axes},
+            input_names=["spectrum"],
+            output_names=["estimate"],
+            dynamic_axes={"spectrum": axes, "estimate": axes},
             opset_version=OPSET,
         )
     parity = verify(model, out_path, sample_rate)
-    if parity["mask_max_abs_error"] > TOLERANCE or parity["waveform_max_abs_error"] > TOLERANCE:
+    worst = max(parity["estimate_max_abs_error"], parity["waveform_max_abs_error"])
+    if worst > TOLERANCE:
         out_path.unlink(missing_ok=True)
         raise KdbenchError(
-            f"ONNX export does not reproduce PyTorch within {TOLERANCE}: mask error "
-            f"{parity['mask_max_abs_error']:.3g}, waveform error "
+            f"ONNX export does not reproduce PyTorch within {TOLERANCE}: estimate error "
+            f"{parity['estimate_max_abs_error']:.3g}, waveform error "
             f"{parity['waveform_max_abs_error']:.3g}; nothing written"
         )
-    streamer = StreamingDenoiser(model)
+    reach = time_reach(model)
     sidecar = {
         "format": "kdbench-onnx",
         "graph": {
             "inputs": {
-                "magnitude": "float32 (batch, 1, n_fft/2+1, frames): |STFT| of the noisy input"
+                "spectrum": "float32 (batch, 2, n_fft/2+1, frames): real and imaginary parts "
+                "of the STFT of the noisy input"
             },
-            "outputs": {"mask": "float32, same shape, in [0, 1]"},
+            "outputs": {"estimate": "float32, same shape: the enhanced STFT"},
             "dynamic_axes": ["batch", "frames"],
             "opset": OPSET,
             "exporter": f"torch.onnx TorchScript exporter, torch {torch.__version__}",
@@ -200,7 +203,7 @@ def export_onnx(
             "n_fft": model.n_fft,
             "win_length": model.n_fft,
             "hop": model.hop,
-            "window": "hann",
+            "window": model.window_name,
             "window_periodic": True,
             "center": True,
             "pad_mode": "reflect",
@@ -208,13 +211,15 @@ def export_onnx(
             "onesided": True,
         },
         "resynthesis": (
-            "estimate = istft(mask * |X| * X / max(|X|, 1e-8)) with the same window, "
-            "n_fft, hop, center=True and length = input length (noisy-phase resynthesis, "
-            "window-envelope normalised overlap-add as torch.istft)"
+            "waveform = istft(estimate[:, 0] + 1j * estimate[:, 1]) with the same window, "
+            "n_fft, hop, center=True and length = input length (window-envelope normalised "
+            "overlap-add as torch.istft)"
         ),
         "streaming": {
-            "time_reach_frames": streamer.reach.frames,
-            "stride_period_frames": streamer.reach.period,
+            "past_frames": reach.past,
+            "future_frames": reach.future,
+            "recurrent_state": reach.past is None,
+            "stride_period_frames": reach.period,
             "exact_lookahead_frames": streamer.lookahead,
             "block_frames": streamer.block,
             "latency_ms": streamer.latency_ms(sample_rate),
@@ -223,8 +228,8 @@ def export_onnx(
         "trial": trial_id,
         "checkpoint": None
         if checkpoint is None
-        else {"path": str(checkpoint), "sha256": _sha256(Path(checkpoint))},
-        "onnx_sha256": _sha256(out_path),
+        else {"path": str(checkpoint), "sha256": file_sha256(Path(checkpoint))},
+        "onnx_sha256": file_sha256(out_path),
         "kdbench_version": __version__,
         "parity": parity,
         "provenance": {

@@ -1,62 +1,79 @@
-"""Frame-by-frame denoising with a mask-network student, reproducing offline inference.
+"""Frame-by-frame denoising with any `Denoiser` that implements `enhance`, reproducing
+offline inference.
 
-The UNet's convolutions are non-causal along time: every strided encoder conv and every
-transposed decoder conv looks at frames on both sides. A mask frame therefore depends on
-input frames up to `reach` frames into the future (and the past), where, for kernels of
-half-width p at D stride-2 levels, reach = 2·p·(2^D − 1) (the encoder cone plus the
-decoder cone, both p·(2^D − 1)). The strides also make the network periodic rather than
-shift-invariant: it computes the same function only on windows that start on a multiple
-of 2^D frames.
+Two kinds of network are streamed, as their `time_reach` says:
 
-So this streamer keeps the frames it has seen, and whenever `block` new frames have
-`lookahead` frames after them it runs the mask network on a window that starts on the
-stride grid at least `reach` frames before them and emits exactly those frames. With the
-default `lookahead = reach` every emitted mask frame has the same dependency cone as
+- A network with a bounded reach (the UNet). Its convolutions are non-causal along time:
+  every strided encoder conv and every transposed decoder conv looks at frames on both
+  sides, so an output frame depends on input frames up to `reach` frames into the future
+  and the past, where, for kernels of half-width p at D stride-2 levels,
+  reach = 2·p·(2^D − 1) (the encoder cone plus the decoder cone, both p·(2^D − 1)). The
+  strides also make the network periodic rather than shift-invariant: it computes the same
+  function only on windows that start on a multiple of 2^D frames. So the streamer keeps
+  the frames it has seen, and whenever `block` new frames have `lookahead` frames after
+  them it runs `enhance` on a window that starts on the stride grid at least `past` frames
+  before them and emits exactly those frames.
+- A causal recurrent network (GTCRN): `past` is None, because a recurrent state carries
+  the whole past. Each block of new frames is fed once, with the state the previous block
+  returned, and no lookahead is needed (`future` must be 0).
+
+With the default `lookahead = future` every emitted frame has the same dependency cone as
 offline, so the output equals offline `model.denoise` up to float32 summation order
 (tested to 1e-5 absolute on signals within [-1, 1]). The STFT (centred, reflect-padded at
-both ends) and the noisy-phase overlap-add with window-envelope normalisation are done
-incrementally in the same way `torch.stft`/`torch.istft` do them, so the first and last
-samples match too once `flush()` is called. A smaller `lookahead` lowers latency but
+both ends, the model's own window) and the overlap-add with window-envelope normalisation
+are done incrementally in the same way `torch.stft`/`torch.istft` do them, so the first and
+last samples match too once `flush()` is called. A smaller `lookahead` lowers latency but
 cuts cones short: the result then differs from offline (by how much depends on the
 model), and no exactness is claimed.
 
 Latency, from an input sample's arrival to its output, worst case over samples:
 ``n_fft − 1 + (lookahead + block − 1) · hop`` samples — half a window to complete the
 sample's last frame, `lookahead` frames, waiting for a block to fill, and half a window
-of overlap-add. Compute: each block re-runs the network on about `block + 2·reach`
-frames, i.e. (block + 2·reach) / block times the offline cost; a larger block trades
-latency for throughput.
+of overlap-add. Compute: a bounded-reach network re-runs on about `block + 2·reach` frames
+per block, i.e. (block + 2·reach) / block times the offline cost (a larger block trades
+latency for throughput); a recurrent one runs on each frame once.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
 
-from kdbench.api import MaskDenoiser
+from kdbench.api import Denoiser, TimeReach
 from kdbench.errors import KdbenchError
 
 
-@dataclasses.dataclass(frozen=True)
-class TimeReach:
-    """How far along time a mask frame depends on input frames, and the stride grid."""
-
-    frames: int
-    period: int
-
-
-def time_reach(model: MaskDenoiser) -> TimeReach:
+def time_reach(model: Denoiser) -> TimeReach:
     """The model's receptive field along time, as its family declares it."""
     try:
-        frames, period = model.time_reach()
+        reach = model.time_reach()
     except NotImplementedError:
         raise KdbenchError(
             f"{type(model).__name__} does not declare its receptive field along time "
-            "(MaskDenoiser.time_reach), so it cannot be streamed exactly"
+            "(Denoiser.time_reach), so it cannot be streamed exactly"
         ) from None
-    return TimeReach(frames=frames, period=period)
+    if reach.past is None and reach.future != 0:
+        raise KdbenchError(
+            f"{type(model).__name__} carries a recurrent state but looks {reach.future} "
+            "frame(s) ahead: a block fed into the state cannot be fed again, so it cannot "
+            "be streamed exactly"
+        )
+    return reach
+
+
+def _enhance(model: Denoiser, spectra: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+    """`model.enhance` on complex (freq, frames) spectra; a family without it is named."""
+    noisy = torch.stack([spectra.real, spectra.imag])[None]
+    try:
+        estimate, state = model.enhance(noisy, state)
+    except NotImplementedError:
+        raise KdbenchError(
+            f"{type(model).__name__} does not implement Denoiser.enhance (the network on "
+            "STFT frames), so it cannot be streamed or exported"
+        ) from None
+    return torch.complex(estimate[0, 0], estimate[0, 1]), state
 
 
 def latency_samples(n_fft: int, hop: int, lookahead: int, block: int) -> int:
@@ -70,27 +87,34 @@ class StreamingDenoiser:
     """
 
     def __init__(
-        self, model: MaskDenoiser, lookahead: int | None = None, block: int | None = None
+        self, model: Denoiser, lookahead: int | None = None, block: int | None = None
     ) -> None:
         reach = time_reach(model)
         self.model = model.eval()
         self.reach = reach
-        self.lookahead = reach.frames if lookahead is None else int(lookahead)
+        self.recurrent = reach.past is None
+        self.lookahead = reach.future if lookahead is None else int(lookahead)
         self.block = reach.period if block is None else int(block)
         if self.lookahead < 0 or self.block < 1:
             raise KdbenchError(f"need lookahead >= 0 and block >= 1, got {lookahead}, {block}")
+        if self.recurrent and self.lookahead:
+            raise KdbenchError(
+                f"{type(model).__name__} is causal and recurrent: it streams without "
+                f"lookahead, got {lookahead}"
+            )
         self.n_fft, self.hop = model.n_fft, model.hop
         self.half = self.n_fft // 2
         self.device = model.device  # the stream's state lives where the model runs
-        self.window = torch.hann_window(self.n_fft, device=self.device)
-        self.exact = self.lookahead >= reach.frames
+        self.window = model.window.detach()
+        self.exact = self.lookahead >= reach.future
+        self._state: Any = None
         self._pending: list[torch.Tensor] = []
         self._padded = torch.zeros(0, device=self.device)
         self._padded_origin = 0
         self._received = 0
         self._spectra: list[torch.Tensor] = []
         self._spectra_origin = 0
-        self._masked = 0
+        self._enhanced = 0
         self._numerator = torch.zeros(0, device=self.device)
         self._envelope = torch.zeros(0, device=self.device)
         self._ola_origin = 0
@@ -122,8 +146,8 @@ class StreamingDenoiser:
             self._pending, self._started = [], True
         self._padded = torch.cat([self._padded, samples])
         self._analyse()
-        self._mask(final=False)
-        return self._emit(self._masked * self.hop - self.half)
+        self._enhance(final=False)
+        return self._emit(self._enhanced * self.hop - self.half)
 
     def flush(self) -> np.ndarray:
         """End the stream: reflect-pad the end as torch.stft does and emit everything left."""
@@ -138,7 +162,7 @@ class StreamingDenoiser:
         tail = self._padded[-self.half - 1 : -1].flip(0)
         self._padded = torch.cat([self._padded, tail])
         self._analyse()
-        self._mask(final=True)
+        self._enhance(final=True)
         return self._emit(length)
 
     def _analyse(self) -> None:
@@ -158,26 +182,34 @@ class StreamingDenoiser:
             self._padded = self._padded[keep_from:]
             self._padded_origin += keep_from
 
-    def _mask(self, final: bool) -> None:
-        """Mask every block whose lookahead is available (all frames when `final`)."""
+    def _window_start(self, first: int) -> int:
+        """The first frame a block starting at `first` is computed from: the block itself
+        for a recurrent network (its state holds the rest), else `past` frames earlier,
+        rounded down to the stride grid."""
+        if self.recurrent:
+            return first
+        past, period = self.reach.past, self.reach.period
+        return max(0, (first - past) // period * period)
+
+    def _enhance(self, final: bool) -> None:
+        """Enhance every block whose lookahead is available (all frames when `final`)."""
         available = self._spectra_origin + len(self._spectra)
-        while self._masked < available:
-            first = self._masked
+        while self._enhanced < available:
+            first = self._enhanced
             stop = available if final else first + self.block
             if not final and stop + self.lookahead > available:
                 break
-            start = max(0, (first - self.reach.frames) // self.reach.period * self.reach.period)
+            start = self._window_start(first)
             end = available if final else stop + self.lookahead
             origin = self._spectra_origin
             window = torch.stack(self._spectra[start - origin : end - origin], -1)
-            magnitude = window.abs()
             with torch.inference_mode():
-                mask = self.model.mask_network(magnitude[None, None])[0][0, 0]
+                estimate, state = _enhance(self.model, window, self._state)
+            if self.recurrent:
+                self._state = state
             offset = first - start
-            masked = (mask * magnitude)[:, offset : offset + stop - first]
-            noisy = window[:, offset : offset + stop - first]
-            self._overlap_add(first, masked * (noisy / noisy.abs().clamp_min(1e-8)))
-            self._masked = stop
+            self._overlap_add(first, estimate[:, offset : offset + stop - first])
+            self._enhanced = stop
             self._drop_spectra()
 
     def _overlap_add(self, first: int, spectra: torch.Tensor) -> None:
@@ -195,9 +227,7 @@ class StreamingDenoiser:
 
     def _drop_spectra(self) -> None:
         """Forget frames no future window can start at or before."""
-        oldest = max(
-            0, (self._masked - self.reach.frames) // self.reach.period * self.reach.period
-        )
+        oldest = self._window_start(self._enhanced)
         drop = oldest - self._spectra_origin
         if drop > 0:
             del self._spectra[:drop]
@@ -221,7 +251,7 @@ class StreamingDenoiser:
 
 
 def stream_denoise(
-    model: MaskDenoiser,
+    model: Denoiser,
     audio: np.ndarray,
     chunk: int | None = None,
     lookahead: int | None = None,

@@ -91,7 +91,7 @@ def kdbench_register_models(register: Register) -> None:
     """Register model families.
 
     Add `kdbench.api.ModelFamily` instances; a pair's `ModelSpec.family` names one, and its
-    `build` turns the spec's parameters into a `kdbench.api.MaskDenoiser`.
+    `build` turns the spec's parameters into a `kdbench.api.Denoiser`.
     """
 
 

@@ -31,7 +31,7 @@ import torch
 from matplotlib import image
 from scipy import signal
 
-from kdbench.api import MaskDenoiser, ModelSpec, Utterance
+from kdbench.api import Denoiser, ModelSpec, Utterance
 from kdbench.deploy.checkpoints import build_from_checkpoint, student_checkpoint
 from kdbench.deploy.denoise import denoise_array
 from kdbench.errors import KdbenchError
@@ -87,7 +87,7 @@ class _Source:
     label: str
     detail: str
     trial_id: str | None
-    model: MaskDenoiser | None
+    model: Denoiser | None
     threads: int = 1
 
     def denoise(self, noisy: np.ndarray) -> np.ndarray:
@@ -157,7 +157,7 @@ def _noisy_trial(data: LeaderboardData, dataset: str) -> Trial | None:
                 None)
 
 
-def _load(path: Path, what: str, unavailable: list[str]) -> MaskDenoiser | None:
+def _load(path: Path, what: str, unavailable: list[str]) -> Denoiser | None:
     if not path.is_file():
         unavailable.append(f"{what}: no checkpoint at {path}")
         return None

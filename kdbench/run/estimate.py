@@ -19,6 +19,7 @@ from typing import Any
 from kdbench.deploy.cost import macs_per_second
 from kdbench.plugin.registry import Registry
 from kdbench.run.grid import Grid
+from kdbench.train.own_teacher import OwnTeacher
 
 TRAINING_PASSES = 3.0
 
@@ -55,6 +56,8 @@ def estimate(grid: Grid, registry: Registry, sample_rate: int = 16000) -> Estima
     teacher_flops = 0.0
     teachers = [trial for trial in grid.references if trial.role == "teacher"]
     for trial in teachers:
+        if OwnTeacher.from_settings(trial.teacher_settings):
+            continue  # loaded, not trained
         teacher_flops += 2 * TRAINING_PASSES * model_macs(trial.teacher_spec) * _audio_seconds(
             trial.teacher_settings
         )

@@ -27,6 +27,7 @@ from kdbench.errors import ConfigError
 from kdbench.plugin.registry import Registry
 from kdbench.run.identity import stable_id
 from kdbench.run.trial import TestSet, Trial
+from kdbench.train.own_teacher import OwnTeacher
 
 
 @dataclasses.dataclass
@@ -142,6 +143,7 @@ def build_grid(
     teacher_seeds = list(config.teacher["seeds"])
     registry.select("metrics", run["metrics"])
     threads = divide_cores(run["jobs"])
+    own_teacher = OwnTeacher.from_settings(config.teacher)
     common = {
         "cache_dir": str(cache_dir),
         "results_dir": str(results_dir),
@@ -186,16 +188,29 @@ def build_grid(
         seen_teachers: set[str] = set()
         for pair_name in pair_names:
             pair = registry.get("pairs", pair_name)
-            teacher = pair.teacher.to_json()
-            teachers = {}
+            teacher_spec = own_teacher.spec(pair.teacher) if own_teacher else pair.teacher
+            teacher = teacher_spec.to_json()
+            teachers, teacher_identities = {}, {}
             for teacher_seed in teacher_seeds:
                 settings = teacher_settings(config, teacher_seed)
+                # A loaded teacher is identified by its file's hash, not by training settings.
+                if own_teacher:
+                    teacher_identities[teacher_seed] = own_teacher.identity()
+                    settings = own_teacher.settings(settings)
+                else:
+                    teacher_identities[teacher_seed] = identity_settings(settings)
                 teachers[teacher_seed] = settings
                 teacher_id = stable_id(
                     "teacher",
-                    {"dataset": identity, "spec": teacher, "settings": identity_settings(settings)},
+                    {
+                        "dataset": identity,
+                        "spec": teacher,
+                        "settings": teacher_identities[teacher_seed],
+                    },
                 )
                 if teacher_id not in seen_teachers:
+                    if own_teacher:
+                        own_teacher.load(registry, pair.teacher)  # a file that does not fit fails now
                     seen_teachers.add(teacher_id)
                     references.append(
                         Trial(
@@ -216,7 +231,7 @@ def build_grid(
                         "dataset": identity,
                         "teacher": teacher,
                         "student": pair.student.to_json(),
-                        "teacher_settings": identity_settings(teachers[teacher_seed]),
+                        "teacher_settings": teacher_identities[teacher_seed],
                         "method": method_name,
                         "method_params": method_params,
                         "seed": seed,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset, resolve_device
+from kdbench.api import Denoiser, ModelSpec, PreparedDataset, resolve_device
 from kdbench.deploy.checkpoints import build_from_checkpoint, save_checkpoint, student_checkpoint
 from kdbench.deploy.cost import model_cost
 from kdbench.errors import KdbenchError, NotApplicable, TrialDiverged
@@ -179,7 +179,7 @@ def _spec(raw: Mapping[str, Any] | None) -> ModelSpec:
     return ModelSpec(raw["family"], raw["params"])
 
 
-def _denoised(model: MaskDenoiser, dataset: PreparedDataset) -> list[np.ndarray]:
+def _denoised(model: Denoiser, dataset: PreparedDataset) -> list[np.ndarray]:
     """Test-split estimates on the model's device, brought back for the CPU metrics."""
     estimates = []
     with torch.inference_mode():
@@ -212,7 +212,7 @@ def _noisy_inputs(dataset: PreparedDataset) -> list[np.ndarray]:
     return [np.asarray(u.noisy, dtype=np.float32) for u in dataset.splits["test"]]
 
 
-def _latent_shapes(model: MaskDenoiser, samples: int) -> dict[str, torch.Size]:
+def _latent_shapes(model: Denoiser, samples: int) -> dict[str, torch.Size]:
     was_training = model.training
     model.eval()
     with torch.no_grad():

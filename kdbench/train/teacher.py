@@ -1,4 +1,5 @@
-"""Teachers: trained once per (spec, dataset, settings, seed), cached, frozen, reused.
+"""Teachers: trained once per (spec, dataset, settings, seed), cached, frozen, reused; or
+loaded from the user's own checkpoint (`kdbench.train.own_teacher`).
 
 A file lock around training makes concurrent workers that need the same teacher wait for
 the first one instead of training it twice; the cache file is written atomically, so a
@@ -15,11 +16,12 @@ from typing import Any
 
 import torch
 
-from kdbench.api import MaskDenoiser, ModelSpec, PreparedDataset
+from kdbench.api import Denoiser, ModelSpec, PreparedDataset
 from kdbench.config import identity_settings
 from kdbench.deploy.checkpoints import build_from_checkpoint, save_checkpoint
 from kdbench.files.cache import load_or_build
 from kdbench.run.identity import stable_id
+from kdbench.train.own_teacher import OwnTeacher
 from kdbench.train.trainer import train
 
 
@@ -35,7 +37,7 @@ def teacher_checkpoint(cache_dir: Path, key: str) -> Path:
     return Path(cache_dir) / "teachers" / f"{key}.pt"
 
 
-def freeze(model: MaskDenoiser) -> MaskDenoiser:
+def freeze(model: Denoiser) -> Denoiser:
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
@@ -50,9 +52,18 @@ def get_teacher(
     cache_dir: Path,
     on_step: Callable[[int, int], None] | None = None,
     device: torch.device | None = None,
-) -> tuple[MaskDenoiser, dict[str, Any]]:
-    """The frozen teacher on `device` (default CPU) and its checkpoint metadata, training it
-    there if not cached."""
+) -> tuple[Denoiser, dict[str, Any]]:
+    """The frozen teacher on `device` (default CPU) and its checkpoint metadata: loaded from
+    `teacher.checkpoint` when that names a file, else trained there if not cached."""
+    own = OwnTeacher.from_settings(settings)
+    if own is not None:
+        model, spec = own.load(registry, spec)
+        meta = {
+            "teacher_key": teacher_key(spec, dataset.identity, own.identity()),
+            "checkpoint_sha256": own.sha256,
+            "path": str(own.path),
+        }
+        return freeze(model.to(device or "cpu")), meta
     key = teacher_key(spec, dataset.identity, settings)
     path = teacher_checkpoint(cache_dir, key)
     lock = path.with_name(path.name + ".lock")

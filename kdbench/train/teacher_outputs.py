@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from kdbench.api import DenoiserOutput, MaskDenoiser
+from kdbench.api import Denoiser, DenoiserOutput
 from kdbench.errors import CorruptFile
 from kdbench.files.cache import load_or_build, save_atomically, write_atomically
 from kdbench.train.crops import CropSampler
@@ -63,7 +63,7 @@ def _named(output: DenoiserOutput) -> dict[str, torch.Tensor]:
 class TeacherOutputs:
     """The per-crop table of one teacher's outputs under `folder`; `None` keeps nothing."""
 
-    def __init__(self, teacher: MaskDenoiser, folder: Path | None, budget_bytes: int | None = None) -> None:
+    def __init__(self, teacher: Denoiser, folder: Path | None, budget_bytes: int | None = None) -> None:
         self.teacher = teacher
         self.device = teacher.device
         self.folder = folder
@@ -173,15 +173,11 @@ class TeacherOutputs:
                 row.update(self._forward(sampler.crop_at(index, start)))
             rows.append(row)
         stacked = {name: self._stack([row[self.stored_as[name]] for row in rows]) for name in reads}
-        empty = torch.empty(0, device=self.device)
-        if "magnitude" in stacked:
-            empty = stacked["magnitude"].new_empty(0)
         return DenoiserOutput(
-            magnitude=stacked.pop("magnitude", empty),
+            magnitude=stacked.pop("magnitude", torch.empty(0, device=self.device)),
             latents=stacked,
-            noisy_spec=empty,
             length=sampler.crop,
-            synthesize=self.teacher.istft,
+            analysis=self.teacher.analysis,
         )
 
 
@@ -197,7 +193,7 @@ class TeacherOutputs:
 _per_process: dict[Path, TeacherOutputs] = {}
 
 
-def shared_teacher_outputs(folder: Path, teacher: MaskDenoiser) -> TeacherOutputs:
+def shared_teacher_outputs(folder: Path, teacher: Denoiser) -> TeacherOutputs:
     """One reader per teacher table and worker process, so its trials share the mapped files."""
     if folder not in _per_process:
         _per_process[folder] = TeacherOutputs(teacher, folder)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from kdbench.api import Batch, KDLoss, MaskDenoiser, Utterance
+from kdbench.api import Batch, KDLoss, Denoiser, Utterance
 from kdbench.errors import TrialDiverged
 from kdbench.train.crops import CropSampler, full_batches
 from kdbench.train.numerics import autocast
@@ -37,7 +37,7 @@ class TrainResult:
 
 
 def validation_loss(
-    model: MaskDenoiser, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], task_loss: str
+    model: Denoiser, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], task_loss: str
 ) -> float:
     """Mean task loss over full validation utterances, in eval mode."""
     loss_fn = TASK_LOSSES[task_loss]
@@ -55,14 +55,14 @@ def validation_loss(
 
 
 def train(
-    model: MaskDenoiser,
+    model: Denoiser,
     train_split: Sequence[Utterance],
     valid_split: Sequence[Utterance],
     settings: Mapping[str, Any],
     seed: int,
     sample_rate: int,
     kd_loss: KDLoss | None = None,
-    teacher: MaskDenoiser | None = None,
+    teacher: Denoiser | None = None,
     on_step: Callable[[int, int], None] | None = None,
     teacher_outputs: TeacherOutputs | None = None,
     device: torch.device | None = None,

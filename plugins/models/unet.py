@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench.api import MaskDenoiser, ModelFamily, hookimpl
+from kdbench.api import MaskDenoiser, ModelFamily, TimeReach, hookimpl
 
 DEFAULTS: dict[str, Any] = {
     "channels": [16, 32, 64, 128],
@@ -81,8 +81,8 @@ class UNet(MaskDenoiser):
                 _decoder_block(cin, cout, kernel, dropout if level < 3 else 0.0, level == depth - 1)
             )
 
-    def time_reach(self) -> tuple[int, int]:
-        """Encoder level d sees `extent` frames of level d−1 on each side, i.e.
+    def time_reach(self) -> TimeReach:
+        """Symmetric: encoder level d sees `extent` frames of level d−1 on each side, i.e.
         extent·2^(d−1) input frames; a decoder level mapping grid 2^d to 2^(d−1) adds
         extent·2^(d−1) frames. The deepest path (down to the bottleneck and back up)
         bounds every skip path."""
@@ -96,7 +96,7 @@ class UNet(MaskDenoiser):
             extent, stride = _time_extent(block[0])
             scale //= stride
             frames += extent * scale
-        return frames, period
+        return TimeReach(past=frames, future=frames, period=period)
 
     def mask_network(
         self, magnitude: torch.Tensor

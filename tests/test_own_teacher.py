@@ -1,0 +1,152 @@
+"""Bring your own teacher: `teacher.checkpoint = PATH` instead of training one."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from kdbench.cli import main
+from kdbench.config import load_config
+from kdbench.deploy.checkpoints import load_checkpoint
+from kdbench.errors import ConfigError, CorruptFile
+from kdbench.plugin.registry import get_registry
+from kdbench.run.grid import Grid, build_grid
+from kdbench.run.trial import execute
+
+TINY = [
+    "--preset", "ci",
+    "--set", "run.pairs=width",
+    "--set", "run.seeds=0",
+    "--set", "train.steps=4",
+    "--set", "teacher.steps=4",
+    "--method", "none",
+]
+
+
+def _run(store: Path, *extra: str) -> str:
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main, ["run", *TINY, *extra, "--results", str(store)]
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _grid(checkpoint: Path, cache: Path, results: Path, prepare_datasets: bool = True) -> Grid:
+    """The TINY grid with `checkpoint` as the teacher, built in this process."""
+    overrides = [value for flag, value in zip(TINY[::2], TINY[1::2]) if flag == "--set"]
+    config = load_config("ci", [*overrides, f"teacher.checkpoint={checkpoint}"])
+    return build_grid(
+        config, get_registry(), cache, results, prepare_datasets=prepare_datasets
+    )
+
+
+def _teacher(store: Path) -> tuple[str, dict[str, float], str]:
+    """The teacher trial's id, its score per (utterance, metric), and its details."""
+    with sqlite3.connect(store) as db:
+        trial_id, details = db.execute(
+            "SELECT id, details FROM trials WHERE role = 'teacher'"
+        ).fetchone()
+        scores = db.execute(
+            "SELECT utterance, metric, value FROM scores WHERE trial_id = ?", (trial_id,)
+        ).fetchall()
+    return trial_id, {(u, m): v for u, m, v in scores}, details
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, session_cache) -> tuple[Path, Path]:
+    """A tiny grid whose teacher kdbench trained: its store and the teacher's checkpoint."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDBENCH_CACHE", str(session_cache))
+        store = tmp_path_factory.mktemp("trained") / "results.db"
+        _run(store)
+    checkpoints = list((session_cache / "teachers").glob("*.pt"))
+    trial_id, _, _ = _teacher(store)
+    return store, next(path for path in checkpoints if path.stem == trial_id)
+
+
+def test_a_loaded_teacher_scores_exactly_as_the_one_that_was_saved(
+    trained, tmp_path, monkeypatch, session_cache
+):
+    monkeypatch.setenv("KDBENCH_CACHE", str(session_cache))
+    store, checkpoint = trained
+    trained_id, trained_scores, _ = _teacher(store)
+    mine = shutil.copy(checkpoint, tmp_path / "my-teacher.pt")
+    loaded_store = tmp_path / "loaded.db"
+    output = _run(loaded_store, "--set", f"teacher.checkpoint={mine}")
+    loaded_id, loaded_scores, details = _teacher(loaded_store)
+    assert "teacher" in output
+    assert loaded_scores == trained_scores and len(loaded_scores) == 4 * 3
+    assert loaded_id != trained_id  # identified by the file's hash, not by training settings
+    assert "checkpoint_sha256" in details
+
+    # The same weights elsewhere are the same teacher: nothing reruns.
+    moved = shutil.copy(mine, tmp_path / "moved.pt")
+    assert "ran 0 trial(s)" in _run(loaded_store, "--set", f"teacher.checkpoint={moved}")
+
+    # A plain state dict for the pair's teacher spec scores the same, under its own hash
+    # (its teacher trial alone: no student needs to train for that).
+    plain = tmp_path / "state_dict.pt"
+    torch.save(load_checkpoint(checkpoint)["state_dict"], plain)
+    grid = _grid(plain, session_cache, tmp_path)
+    teacher = next(trial for trial in grid.references if trial.role == "teacher")
+    outcome = execute(teacher)
+    assert outcome.status == "done", outcome.error
+    plain_scores = {(score.utterance, score.metric): score.value for score in outcome.scores}
+    assert plain_scores == trained_scores and teacher.id not in (trained_id, loaded_id)
+
+
+def test_other_weights_are_another_teacher(trained, tmp_path, session_cache):
+    _, checkpoint = trained
+    state = load_checkpoint(checkpoint)["state_dict"]
+    edited = tmp_path / "edited.pt"
+    torch.save({name: tensor + 1e-3 for name, tensor in state.items()}, edited)
+    plain = tmp_path / "plain.pt"
+    torch.save(state, plain)
+
+    def teacher_id(path: Path) -> str:
+        grid = _grid(path, session_cache, tmp_path, prepare_datasets=False)
+        return next(trial.id for trial in grid.references if trial.role == "teacher")
+
+    assert teacher_id(edited) != teacher_id(plain)
+
+
+def test_a_kdbench_checkpoint_that_fails_its_crc_is_refused(trained, tmp_path, session_cache):
+    _, checkpoint = trained
+    payload = load_checkpoint(checkpoint)
+    altered = tmp_path / "altered.pt"
+    torch.save({**payload, "crc32": payload["crc32"] ^ 1}, altered)
+    with pytest.raises(CorruptFile, match="altered.pt.*CRC-32"):
+        _grid(altered, session_cache, tmp_path, prepare_datasets=False)
+
+
+def test_a_loaded_teacher_takes_one_teacher_seed(trained):
+    _, checkpoint = trained
+    with pytest.raises(ConfigError, match="teacher.seeds"):
+        load_config("ci", [f"teacher.checkpoint={checkpoint}", "teacher.seeds=0,1"])
+
+
+def test_a_bad_teacher_file_is_an_error_naming_it(tmp_path, monkeypatch, session_cache):
+    monkeypatch.setenv("KDBENCH_CACHE", str(session_cache))
+    runner = CliRunner()
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    wrong = tmp_path / "wrong_shape.pt"
+    torch.save({"encoder.0.0.weight": torch.zeros(3)}, wrong)
+    listed = tmp_path / "listed.pt"
+    torch.save([torch.zeros(1)], listed)
+    for path, message in [
+        (tmp_path / "missing.pt", "neither a policy"),
+        (garbage, "refused"),
+        (wrong, "do not fit a unet teacher"),
+        (listed, "neither a kdbench checkpoint nor a state dict"),
+    ]:
+        result = runner.invoke(
+            main, ["run", *TINY, "--set", f"teacher.checkpoint={path}", "--dry-run"]
+        )
+        assert result.exit_code == 2, result.output
+        assert path.name in result.stderr and message in result.stderr, result.stderr
