@@ -178,12 +178,12 @@ def main() -> None:
         provenance(),
         f"Candidate: dataset `{args.dataset}` {settings}, identity `{prepared.identity}`"
         + (f". {args.note}" if args.note else "") + ".",
-        f"Trained: the quick teacher (its preset's {config.teacher['steps']} steps) and "
-        f"`none` students of pair(s) {', '.join(grid.pairs)} at seed(s) "
-        f"{', '.join(map(str, seeds))}; scored on `{REAL}` ({len(real.splits['test'])} "
-        f"mixtures, identity `{real.identity}`) and on the candidate's test split "
-        f"({len(prepared.splits['test'])} utterances). Wall time {seconds / 60:.1f} min "
-        f"({report.ran} trials).",
+        (f"Trained: the quick teacher (its preset's {config.teacher['steps']} steps) and "
+         f"`none` students of pair(s) {', '.join(grid.pairs)} at seed(s) "
+         f"{', '.join(map(str, seeds))}; scored on `{REAL}` ({len(real.splits['test'])} "
+         f"mixtures, identity `{real.identity}`) and on the candidate's test split "
+         f"({len(prepared.splits['test'])} utterances). Wall time {seconds / 60:.1f} min "
+         f"({report.ran} trials)."),
         *(metric_table(table, metric, args.dataset) for metric in METRICS),
         "Targets (real speech, 0 and 5 dB pooled):\n" + "\n".join(targets(table)),
     ])
