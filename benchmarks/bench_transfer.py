@@ -10,7 +10,12 @@ candidate is a dataset name plus `--set` overrides (e.g. `dataset.procedural.spe
 Every figure is a mean over utterances of (model - noisy input), per utterance: the noisy
 input is the one reference every corpus shares, so deltas stay comparable when the
 in-domain test split changes with the corpus. Real speech is broken down by SNR band, with
-the 0 and 5 dB utterances pooled for the issue's targets.
+the 0 and 5 dB utterances pooled for the issue's targets. In-domain figures are given for
+the whole test split and for its dry utterances alone (no room: every utterance of a
+corpus without rooms), the closer comparison between corpora with and without rooms.
+
+Rerun with the same `--results` to re-read a finished measurement (its trials are skipped,
+nothing is trained): the wall time reported is the trials' own, from the store.
 
 The real-speech set is a TEST set: a candidate corpus is designed from the speech-science
 description and measured here once; the numbers must not drive trial-and-error changes.
@@ -20,8 +25,8 @@ Every run is recorded in BENCHMARKS.md under its own `--label`, helpful or not.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,8 +39,9 @@ from kdbench.config import Config, load_config
 from kdbench.files.cache import cache_root
 from kdbench.plugin.registry import get_registry
 from kdbench.run.grid import Grid, build_grid
-from kdbench.run.runner import run_grid
+from kdbench.run.runner import lost_trial, run_grid
 from kdbench.run.store import Store
+from kdbench.run.trial import TestSet, execute
 
 REAL = "realspeech"
 METRICS = ("si_sdr", "stoi", "pesq_wb")
@@ -44,6 +50,8 @@ BANDS = (-5.0, 0.0, 5.0, 10.0)
 TARGET_BAND = (0.0, 5.0)
 """The SNRs the issue's targets pool: where real recordings are hard but not hopeless."""
 HEADING = "8. Transfer to real speech"
+COMPARED = "compared"
+"""The test-set name of scores on another corpus's test split (`--compare-on`)."""
 
 
 def grid_for(dataset: str, overrides: Sequence[str], pairs: str, seeds: list[int],
@@ -58,67 +66,107 @@ def grid_for(dataset: str, overrides: Sequence[str], pairs: str, seeds: list[int
     return config, grid
 
 
-def snr_of_utterances(sets: dict[str, PreparedDataset]) -> pd.DataFrame:
+def conditions(sets: dict[str, PreparedDataset]) -> pd.DataFrame:
+    """Each test utterance's SNR and whether it is dry (recorded in no room)."""
     rows = [
-        {"test_set": name, "utterance": u.id, "snr_db": float(u.meta["snr_db"])}
+        {"test_set": name, "utterance": u.id, "snr_db": float(u.meta["snr_db"]),
+         "dry": u.meta.get("rt60_s") is None}
         for name, prepared in sets.items()
         for u in prepared.splits["test"]
     ]
     return pd.DataFrame(rows)
 
 
-def deltas(grid: Grid, store: Store) -> pd.DataFrame:
+def stored_scores(grid: Grid, store: Store) -> pd.DataFrame:
+    """The grid's finished trials' scores, as the store holds them."""
+    trials = store.trials()
+    done = trials[trials["id"].isin({t.id for t in grid.trials}) & (trials["status"] == "done")]
+    return store.scores(done["id"])
+
+
+def scores_on_another_split(
+    grid: Grid, config: Config, dataset: str, overrides: Sequence[str]
+) -> tuple[pd.DataFrame, PreparedDataset]:
+    """Every model of the grid scored on the test split of `dataset` with `overrides`
+    (another corpus's), by kdbench's score-only trials run through the preset's executor:
+    the saved students and cached teacher, no training. Kept out of the store, where these
+    scores would carry the in-domain split's name. Their test set is called COMPARED."""
+    other_config = load_config("quick", overrides)
+    params = other_config.plugin_params("dataset", dataset)
+    registry = get_registry()
+    other = registry.get("datasets", dataset).prepare(params, cache_root())
+    test = TestSet(name=dataset, params=params, identity=other.identity)
+    trials = [dataclasses.replace(t, test_sets=(test,), score_only=(dataset,)) for t in grid.trials]
+    executor = registry.get("executors", config.run["executor"])
+    outcomes = executor.run(execute, trials, config.run["jobs"],
+                            config.plugin_params("executor", executor.name), lost_trial)
+    rows = []
+    for outcome in outcomes:
+        if outcome.status != "done":
+            raise SystemExit(f"{outcome.trial.label()}: {outcome.error}")
+        rows += [{"trial_id": outcome.trial.id, "test_set": COMPARED, "utterance": score.utterance,
+                  "metric": score.metric, "value": score.value} for score in outcome.scores]
+    return pd.DataFrame(rows), other
+
+
+def deltas(grid: Grid, scores: pd.DataFrame, sets: dict[str, PreparedDataset]) -> pd.DataFrame:
     """One row per (model, test set, utterance, metric): the model's score minus the
     noisy input's on the same utterance."""
-    trials = store.trials()
-    trials = trials[trials["id"].isin({t.id for t in grid.trials}) & (trials["status"] == "done")]
-    scores = store.scores(trials["id"]).merge(
-        trials[["id", "role", "pair"]], left_on="trial_id", right_on="id"
-    )
-    scores["model"] = [
-        "noisy input" if role == "noisy" else "teacher" if role == "teacher" else f"student {pair}"
-        for role, pair in zip(scores["role"], scores["pair"])
-    ]
+    names = {
+        t.id: "noisy input" if t.role == "noisy" else "teacher" if t.role == "teacher"
+        else f"student {t.pair}"
+        for t in grid.trials
+    }
+    scores = scores.assign(model=scores["trial_id"].map(names))
     keys = ["test_set", "utterance", "metric"]
-    noisy = scores[scores["role"] == "noisy"][[*keys, "value"]].rename(columns={"value": "noisy"})
-    merged = scores[scores["role"] != "noisy"].merge(noisy, on=keys)
+    noisy = scores[scores["model"] == "noisy input"][[*keys, "value"]]
+    merged = scores[scores["model"] != "noisy input"].merge(
+        noisy.rename(columns={"value": "noisy"}), on=keys
+    )
     merged["delta"] = merged["value"] - merged["noisy"]
-    snrs = snr_of_utterances({**grid.datasets, **grid.test_datasets})
-    return merged.merge(snrs, on=["test_set", "utterance"])[
-        ["model", "test_set", "utterance", "snr_db", "metric", "value", "noisy", "delta"]
+    return merged.merge(conditions(sets), on=["test_set", "utterance"])[
+        ["model", "test_set", "utterance", "snr_db", "dry", "metric", "value", "noisy", "delta"]
     ]
+
+
+def trials_wall_minutes(grid: Grid, store: Store) -> float:
+    """From the first trial's start to the last one's end, as the store recorded them."""
+    trials = store.trials()
+    trials = trials[trials["id"].isin({t.id for t in grid.trials})]
+    return float(trials["finished"].max() - trials["started"].min()) / 60.0
 
 
 def _mean(frame: pd.DataFrame) -> str:
     return f"{frame.mean():+.3f}" if len(frame) else "—"
 
 
-def metric_table(table: pd.DataFrame, metric: str, dataset: str) -> str:
-    """Rows: models; columns: real speech per SNR band, 0–5 dB pooled, all, and in-domain."""
-    rows = []
+def metric_table(table: pd.DataFrame, metric: str, dataset: str, compared: str | None) -> str:
+    """Rows: models; columns: real speech per SNR band, 0–5 dB pooled, all; in-domain (all,
+    dry); and, if `compared` names it, the other corpus's test split."""
     chosen = table[table["metric"] == metric]
+    in_domain = chosen["test_set"] == dataset
+    real = chosen["test_set"] == REAL
+    columns = [
+        *(real & (chosen["snr_db"] == band) for band in BANDS),
+        real & chosen["snr_db"].isin(TARGET_BAND),
+        real,
+        in_domain,
+        in_domain & chosen["dry"],
+        *([chosen["test_set"] == COMPARED] if compared else []),
+    ]
     models = sorted(chosen["model"].unique(), key=lambda m: (m != "teacher", m))
+    rows = []
     for model in models:
-        mine = chosen[chosen["model"] == model]
-        real = mine[mine["test_set"] == REAL]
-        rows.append([
-            model,
-            *(_mean(real[real["snr_db"] == band]["delta"]) for band in BANDS),
-            f"**{_mean(real[real['snr_db'].isin(TARGET_BAND)]['delta'])}**",
-            _mean(real["delta"]),
-            _mean(mine[mine["test_set"] == dataset]["delta"]),
-        ])
-    noisy = chosen.drop_duplicates(["test_set", "utterance"])
-    real = noisy[noisy["test_set"] == REAL]
-    rows.append([
-        "(noisy input, absolute)",
-        *(f"{real[real['snr_db'] == band]['noisy'].mean():.3f}" for band in BANDS),
-        f"{real[real['snr_db'].isin(TARGET_BAND)]['noisy'].mean():.3f}",
-        f"{real['noisy'].mean():.3f}",
-        f"{noisy[noisy['test_set'] == dataset]['noisy'].mean():.3f}",
-    ])
+        mine = chosen["model"] == model
+        cells = [_mean(chosen[mine & column]["delta"]) for column in columns]
+        cells[len(BANDS)] = f"**{cells[len(BANDS)]}**"
+        rows.append([model, *cells])
+    first = chosen["model"] == models[0]
+    rows.append(["(noisy input, absolute)",
+                 *(f"{chosen[first & column]['noisy'].mean():.3f}" for column in columns)])
     header = [METRIC_LABELS[metric], *(f"real {b:+g} dB" for b in BANDS), "real 0–5 dB",
-              "real all", f"{dataset} (in-domain)"]
+              "real all", f"{dataset} (in-domain)", f"{dataset} dry",
+              *([f"{compared} test split"] if compared else [])]
     return markdown_table(header, rows)
 
 
@@ -150,6 +198,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma list of student seeds")
     parser.add_argument("--results", type=Path,
                         help="keep the store (and students) here instead of a temporary folder")
+    parser.add_argument("--compare-on", dest="compare", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="overrides naming another corpus of the same dataset (e.g. "
+                        "dataset.procedural.generator=2): every model is also scored on its "
+                        "test split, so two corpora's models meet on one split")
     parser.add_argument("--note", default="", help="what the candidate is, for the record")
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
@@ -157,20 +210,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         results = args.results or Path(scratch) / "results.db"
         results.parent.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
         config, grid = grid_for(args.dataset, args.overrides, args.pairs, seeds, results)
         store = Store(results)
         registry = get_registry()
         executor = registry.get("executors", config.run["executor"])
         report = run_grid(grid, store, executor, config.plugin_params("executor", executor.name),
                           config.run["jobs"], console=Console(stderr=True))
-        seconds = time.perf_counter() - started
         if report.failed:
             raise SystemExit(f"{len(report.failed)} trial(s) failed: "
                              + "; ".join(f"{o.trial.label()}: {o.error}" for o in report.failed))
-        table = deltas(grid, store)
+        scores = stored_scores(grid, store)
+        minutes = trials_wall_minutes(grid, store)
         store.close()
+    sets = {**grid.datasets, **grid.test_datasets}
+    compared = " ".join(f"`{o}`" for o in args.compare) or None
+    if args.compare:
+        elsewhere, sets[COMPARED] = scores_on_another_split(
+            grid, config, args.dataset, [*args.overrides, *args.compare])
+        scores = pd.concat([scores, elsewhere], ignore_index=True)
+    table = deltas(grid, scores, sets)
     prepared = grid.datasets[args.dataset]
+    dry = sum(u.meta.get("rt60_s") is None for u in prepared.splits["test"])
     settings = " ".join(f"`--set {o}`" for o in args.overrides) or "(defaults)"
     real = grid.test_datasets[REAL]
     body = "\n\n".join([
@@ -182,9 +242,12 @@ def main() -> None:
          f"`none` students of pair(s) {', '.join(grid.pairs)} at seed(s) "
          f"{', '.join(map(str, seeds))}; scored on `{REAL}` ({len(real.splits['test'])} "
          f"mixtures, identity `{real.identity}`) and on the candidate's test split "
-         f"({len(prepared.splits['test'])} utterances). Wall time {seconds / 60:.1f} min "
-         f"({report.ran} trials)."),
-        *(metric_table(table, metric, args.dataset) for metric in METRICS),
+         f"({len(prepared.splits['test'])} utterances, {dry} dry). "
+         f"The trials' wall time: {minutes:.1f} min"
+         + (" (re-read from the kept store: nothing ran now)." if report.ran == 0 else ".")
+         + (f" Also scored on the test split of {compared} (identity "
+            f"`{sets[COMPARED].identity}`)." if compared else "")),
+        *(metric_table(table, metric, args.dataset, compared) for metric in METRICS),
         "Targets (real speech, 0 and 5 dB pooled):\n" + "\n".join(targets(table)),
     ])
     print(body)
