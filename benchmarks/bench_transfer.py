@@ -177,7 +177,7 @@ def targets(table: pd.DataFrame) -> list[str]:
     lines = []
 
     def check(label: str, value: float, met: bool) -> None:
-        lines.append(f"- {label}: {value:+.3f} — {'met' if met else 'NOT met'}")
+        lines.append(f"- {label}: {value:+.4f} — {'met' if met else 'NOT met'}")
 
     check("teacher ΔSTOI > 0", means["teacher", "stoi"], means["teacher", "stoi"] > 0)
     check("teacher ΔPESQ-WB ≥ +0.15", means["teacher", "pesq_wb"],
