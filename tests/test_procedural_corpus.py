@@ -1,5 +1,5 @@
-"""The procedural dataset: noises, mixing, determinism, identity, caching, and that the
-metrics behave on it as on real speech."""
+"""The procedural dataset: noises, mixing, determinism, identity, caching, rooms, the
+articulated speech of generator 3, and that the metrics behave on it as on real speech."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from kdbench_plugins.datasets.procedural import generate, plugin
+from kdbench_plugins.datasets.procedural import generate, plugin, room, speech
 from kdbench_plugins.datasets.procedural.noise import NOISE_TYPES, make_noise, mix_at_snr
 from kdbench_plugins.datasets.procedural.plugin import ProceduralDataset
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, draw_talker, synthesize
 from pesq import pesq
 from pystoi import stoi
+from scipy import signal
 
 from kdbench.api import ConfigError, PreparedDataset, resolve_params
 
@@ -112,6 +113,7 @@ def test_worker_count_and_sharding_do_not_change_the_corpus(
         assert alone[split].meta == pooled[split].meta
 
 
+@pytest.mark.parametrize("generator", [2, 3])
 @pytest.mark.parametrize(
     ("key", "value"),
     [
@@ -120,10 +122,25 @@ def test_worker_count_and_sharding_do_not_change_the_corpus(
         ("snrs", [0.0, 5.0]), ("seed", 7), ("noises", ["white", "pink"]),
     ],
 )
-def test_identity_changes_with_every_setting(key: str, value: Any) -> None:
-    base = plugin.identity(settings_of())
-    changed = plugin.identity(settings_of(**{key: value}))
+def test_identity_changes_with_every_setting(generator: int, key: str, value: Any) -> None:
+    base = plugin.identity(settings_of(generator=generator))
+    changed = plugin.identity(settings_of(generator=generator, **{key: value}))
     assert len(base) == 12 and changed != base
+
+
+def test_identity_follows_the_generator_and_its_rooms() -> None:
+    classic, articulated = (plugin.identity(settings_of(generator=g)) for g in (2, 3))
+    assert classic != articulated
+    assert plugin.identity(settings_of(generator=3, rooms=0.2)) != articulated
+    assert plugin.identity(settings_of(generator=2, rooms=0.2)) == classic, "2 has no rooms"
+
+
+def test_generator_2_keeps_the_identity_it_had_before_versions_were_selectable() -> None:
+    """Its corpora, caches and stored results (the published leaderboard's corpus is
+    11a0838d15a9) stay valid: generator 2's settings serialise as they always did."""
+    assert plugin.identity(settings_of(generator=2)) == "33519f9c064e"
+    defaults = resolve_params("procedural", ProceduralDataset.params, {"generator": 2})
+    assert plugin.identity(plugin.corpus_settings(defaults)) == "11a0838d15a9"
 
 
 def test_splits_have_disjoint_talkers(small: PreparedDataset) -> None:
@@ -164,6 +181,76 @@ def test_bad_settings_are_config_errors(tmp_path: Path) -> None:
         prepare(tmp_path, noises=["rain"])
     with pytest.raises(ConfigError, match="snrs"):
         prepare(tmp_path, snrs=["loud"])
+    with pytest.raises(ConfigError, match="rooms"):
+        prepare(tmp_path, generator=3, rooms=1.5)
+    with pytest.raises(ConfigError, match="generator: 4 is not one of: 2, 3"):
+        prepare(tmp_path, generator=4)
+
+
+def schroeder_rt60(response: np.ndarray) -> float:
+    """RT60 from the energy decay curve's -5 to -25 dB span (T20), as ISO 3382 does."""
+    decay = np.cumsum(response[::-1] ** 2)[::-1]
+    decay_db = 10.0 * np.log10(decay / decay[0])
+    first, last = np.argmax(decay_db <= -5.0), np.argmax(decay_db <= -25.0)
+    return 3.0 * (last - first) / SAMPLE_RATE
+
+
+@pytest.mark.parametrize(("rt60", "drr_db"), [(0.3, 0.0), (0.7, 9.0)])
+def test_a_rooms_response_decays_at_its_rt60_below_a_direct_path_at_its_drr(
+    rt60: float, drr_db: float
+) -> None:
+    response = room.impulse_response(room.Room(rt60, drr_db), np.random.default_rng(3))
+    assert response[0] == 1.0
+    assert 10.0 * np.log10(1.0 / np.sum(response[1:] ** 2)) == pytest.approx(drr_db, abs=1e-6)
+    low = signal.sosfilt(signal.butter(4, 1000.0, fs=SAMPLE_RATE, output="sos"), response[1:])
+    assert schroeder_rt60(low) == pytest.approx(rt60, rel=0.2)
+
+
+def test_the_target_in_a_room_is_the_direct_path_and_first_50_ms() -> None:
+    click = np.zeros(SAMPLE_RATE)
+    click[100] = 1.0
+    chosen = room.Room(0.5, 3.0)
+    wet, early = room.reverberate(click, chosen, np.random.default_rng(4))
+    response = room.impulse_response(chosen, np.random.default_rng(4))
+    end = 100 + int(room.EARLY_SECONDS * SAMPLE_RATE)
+    assert np.allclose(wet[100:100 + len(response)], response, atol=1e-9)
+    assert np.allclose(early[100:end - 80], wet[100:end - 80], atol=1e-9)
+    assert np.allclose(early[end:], 0.0, atol=1e-9) and np.sum(wet[end:] ** 2) > 0.05
+
+
+def test_rooms_reverberate_the_mixture_not_the_target(tmp_path: Path) -> None:
+    """In a room the mixture holds the late tail and the target does not, so noisy - clean
+    is more than the noise; dry utterances still hit their SNR exactly."""
+    wet = prepare(tmp_path / "wet", generator=3, rooms=1.0, snrs=[20.0])
+    dry = prepare(tmp_path / "dry", generator=3, rooms=0.0, snrs=[20.0])
+    for utterance in wet.splits["train"]:
+        low, high = room.RT60_SECONDS
+        assert low <= utterance.meta["rt60_s"] <= high
+        assert snr_of(utterance.clean, utterance.noisy) < 20.0 - 1.0
+    for utterance in dry.splits["train"]:
+        assert utterance.meta["rt60_s"] is None and utterance.meta["drr_db"] is None
+        assert snr_of(utterance.clean, utterance.noisy) == pytest.approx(20.0, abs=0.1)
+
+
+def vowel_levels_db(style: speech.Style, seed: int) -> np.ndarray:
+    """The level of every vowel of a few utterances, in dB."""
+    levels = []
+    for k in range(6):
+        talker = draw_talker(np.random.default_rng([seed, k]), "t")
+        audio = synthesize(talker, np.random.default_rng([seed, k, 1]), 3.0, style)
+        plan = speech._plan(talker, np.random.default_rng([seed, k, 1]), 3.0, style)
+        for segment in plan.segments:
+            start = int(segment.start * SAMPLE_RATE)
+            stop = min(int((segment.start + segment.duration) * SAMPLE_RATE), len(audio))
+            if segment.phone.voicing == 1.0 and stop - start > 400:
+                levels.append(10.0 * np.log10(np.mean(audio[start:stop] ** 2)))
+    return np.array(levels)
+
+
+def test_articulated_speech_varies_its_syllable_levels_where_classic_speech_does_not() -> None:
+    classic = vowel_levels_db(speech.CLASSIC, 5)
+    articulated = vowel_levels_db(speech.ARTICULATED, 5)
+    assert np.std(articulated) > np.std(classic) + 1.5
 
 
 def scores(dataset: PreparedDataset) -> tuple[float, float]:

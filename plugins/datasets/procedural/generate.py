@@ -17,10 +17,23 @@ from typing import Any
 
 import numpy as np
 from kdbench_plugins.datasets.procedural.noise import make_noise, mix_at_snr
-from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, Talker, draw_talker, synthesize
+from kdbench_plugins.datasets.procedural.room import draw_room, reverberate
+from kdbench_plugins.datasets.procedural.speech import (
+    ARTICULATED,
+    CLASSIC,
+    SAMPLE_RATE,
+    Style,
+    Talker,
+    draw_talker,
+    synthesize,
+)
 
-GENERATOR_VERSION = 2
-"""Part of the corpus identity: bump it whenever a change alters the generated audio."""
+GENERATOR_STYLES: dict[int, Style] = {2: CLASSIC, 3: ARTICULATED}
+"""The generator versions (part of the corpus identity) and their speech. Version 3 adds
+articulated speech (`speech.ARTICULATED`) and rooms (`room`). A listed version's audio
+never changes: a change that would alter it adds a new version instead, so a corpus
+named by its settings is the same corpus for as long as its version is listed."""
+DEFAULT_GENERATOR = 2
 
 SPLITS = ("train", "valid", "test")
 SHARD_SIZE = 24
@@ -28,7 +41,7 @@ PEAK = 0.9
 """Pairs are scaled so the louder of clean and noisy peaks here: no clipping when written
 as PCM, and the same gain on both keeps the pair's SNR."""
 
-_TALKER, _SPEECH, _CHOICE, _NOISE = 1, 2, 3, 4
+_TALKER, _SPEECH, _CHOICE, _NOISE, _ROOM = 1, 2, 3, 4, 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +54,15 @@ class CorpusSettings:
     snrs: tuple[float, ...]
     noises: tuple[str, ...]
     seed: int
+    generator: int = DEFAULT_GENERATOR
+    rooms: float = 0.0
+    """Share of utterances recorded in a reverberant room (generator 3 and later)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "version": GENERATOR_VERSION,
+        """Generator 2's form is unchanged from before there were versions to choose, so
+        its corpora keep their identity (and caches)."""
+        data = {
+            "version": self.generator,
             "sample_rate": SAMPLE_RATE,
             "counts": dict(self.counts),
             "talkers": dict(self.talkers),
@@ -53,6 +71,9 @@ class CorpusSettings:
             "noises": list(self.noises),
             "seed": self.seed,
         }
+        if self.generator >= 3:
+            data["rooms"] = self.rooms
+        return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,13 +105,15 @@ def noise_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS.index(split), _NOISE, index])
 
 
-def scaled_pair(speech: np.ndarray, noise: np.ndarray, snr_db: float
-                ) -> tuple[np.ndarray, np.ndarray]:
+def scaled_pair(speech: np.ndarray, noise: np.ndarray, snr_db: float,
+                target: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(clean, noisy) float32: `speech` mixed with `noise` at `snr_db`, both scaled by one
-    gain so the louder peaks at `PEAK`."""
+    gain so the louder peaks at `PEAK`. The clean side is `target` when the pair's
+    reference is not the mixture's speech itself (in a room: its early part)."""
+    clean = speech if target is None else target
     mixture = mix_at_snr(speech, noise, snr_db)
-    gain = PEAK / max(float(np.abs(mixture).max()), float(np.abs(speech).max()))
-    return (speech * gain).astype(np.float32), (mixture * gain).astype(np.float32)
+    gain = PEAK / max(float(np.abs(mixture).max()), float(np.abs(clean).max()))
+    return (clean * gain).astype(np.float32), (mixture * gain).astype(np.float32)
 
 
 def split_talkers(settings: CorpusSettings, split: str) -> list[Talker]:
@@ -103,8 +126,11 @@ def split_talkers(settings: CorpusSettings, split: str) -> list[Talker]:
 
 
 def generate_shard(shard: Shard) -> tuple[Shard, SplitAudio]:
-    """Utterances `start..stop` of one split: speech, a noise type and SNR, the mixture."""
+    """Utterances `start..stop` of one split: speech, a noise type and SNR, maybe a room,
+    the mixture. The SNR is that of the speech the microphone hears (reverberant in a
+    room) to the noise."""
     settings = shard.settings
+    style = GENERATOR_STYLES[settings.generator]
     n = int(round(settings.seconds * SAMPLE_RATE))
     talkers = split_talkers(settings, shard.split)
     clean = np.empty((shard.stop - shard.start, n), np.float32)
@@ -112,19 +138,29 @@ def generate_shard(shard: Shard) -> tuple[Shard, SplitAudio]:
     meta = []
     for row, u in enumerate(range(shard.start, shard.stop)):
         talker = talkers[u % len(talkers)]
-        speech = synthesize(talker, _rng(settings, shard.split, _SPEECH, u), settings.seconds)
+        speech = synthesize(talker, _rng(settings, shard.split, _SPEECH, u), settings.seconds,
+                            style)
         choice = _rng(settings, shard.split, _CHOICE, u)
         kind = settings.noises[int(choice.integers(len(settings.noises)))]
         snr = settings.snrs[int(choice.integers(len(settings.snrs)))]
-        noise = make_noise(kind, noise_rng(settings.seed, shard.split, u), n)
-        clean[row], noisy[row] = scaled_pair(speech, noise, snr)
-        meta.append({
+        noise = make_noise(kind, noise_rng(settings.seed, shard.split, u), n, style)
+        info: dict[str, Any] = {
             "talker": talker.id,
             "talker_kind": talker.kind,
             "noise": kind,
             "snr_db": float(snr),
             "split": shard.split,
-        })
+        }
+        target = None
+        if settings.generator >= 3:
+            room_rng = _rng(settings, shard.split, _ROOM, u)
+            room = draw_room(room_rng, settings.rooms)
+            if room is not None:
+                speech, target = reverberate(speech, room, room_rng)
+            info["rt60_s"] = None if room is None else room.rt60
+            info["drr_db"] = None if room is None else room.drr_db
+        clean[row], noisy[row] = scaled_pair(speech, noise, snr, target)
+        meta.append(info)
     return shard, SplitAudio(clean, noisy, meta)
 
 

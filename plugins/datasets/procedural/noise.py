@@ -3,7 +3,8 @@
 Each generator returns unit-RMS float64 audio so the mixer alone sets the level. The types
 span what matters to a denoiser: stationary coloured noise (white, pink, brown), noise
 sharing speech's spectrum (speech-shaped), noise that *is* speech (babble), tonal
-(hum + fan), and non-stationary (modulated noise, clicks).
+(hum + fan), and non-stationary (modulated noise, clicks). The two made of speech take the
+corpus's speech `Style`, so babble sounds like the talkers it surrounds.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import functools
 from collections.abc import Callable
 
 import numpy as np
-from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE, draw_talker, synthesize
+from kdbench_plugins.datasets.procedural.speech import (
+    CLASSIC,
+    SAMPLE_RATE,
+    Style,
+    draw_talker,
+    synthesize,
+)
 from scipy import signal
 
 NoiseGenerator = Callable[[np.random.Generator, int], np.ndarray]
@@ -47,33 +54,33 @@ def brown(rng: np.random.Generator, n: int) -> np.ndarray:
     return _shaped(rng, n, lambda f: 1.0 / f)
 
 
-@functools.lru_cache(maxsize=1)
-def speech_spectrum() -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=4)
+def speech_spectrum(style: Style = CLASSIC) -> tuple[np.ndarray, np.ndarray]:
     """Long-term average spectrum of generated speech (frequencies, amplitude).
 
     Computed from a fixed set of talkers, not the corpus's, so it is the same in every
-    split and worker; once per process, as it costs a dozen utterances.
+    split and worker; once per process and style, as it costs a dozen utterances.
     """
     rng = np.random.default_rng(20240601)
     utterances = [
-        synthesize(draw_talker(rng, f"ltass-{k}"), rng, 2.0) for k in range(12)
+        synthesize(draw_talker(rng, f"ltass-{k}"), rng, 2.0, style) for k in range(12)
     ]
     freqs, power = signal.welch(np.concatenate(utterances), SAMPLE_RATE, nperseg=512)
     return freqs, np.sqrt(power)
 
 
-def speech_shaped(rng: np.random.Generator, n: int) -> np.ndarray:
-    freqs, amplitude = speech_spectrum()
+def speech_shaped(rng: np.random.Generator, n: int, style: Style = CLASSIC) -> np.ndarray:
+    freqs, amplitude = speech_spectrum(style)
     return _shaped(rng, n, lambda f: np.interp(f, freqs, amplitude))
 
 
-def babble(rng: np.random.Generator, n: int) -> np.ndarray:
+def babble(rng: np.random.Generator, n: int, style: Style = CLASSIC) -> np.ndarray:
     """Four to seven talkers of its own at random levels and offsets, so phrase onsets do
     not line up and the sum has few gaps."""
     seconds = n / SAMPLE_RATE
     total = np.zeros(n)
     for k in range(int(rng.integers(4, 8))):
-        voice = synthesize(draw_talker(rng, f"babble-{k}"), rng, seconds)
+        voice = synthesize(draw_talker(rng, f"babble-{k}"), rng, seconds, style)
         gain = 10.0 ** (rng.uniform(-4.0, 4.0) / 20.0)
         total += gain * np.roll(voice, int(rng.integers(n)))
     return _unit_rms(total)
@@ -133,6 +140,11 @@ def nonstationary(rng: np.random.Generator, n: int) -> np.ndarray:
     return _unit_rms(noisy)
 
 
+SPEECH_NOISES: dict[str, Callable[[np.random.Generator, int, Style], np.ndarray]] = {
+    "speech_shaped": speech_shaped,
+    "babble": babble,
+}
+"""The types made of generated speech, which follow the corpus's speech style."""
 GENERATORS: dict[str, NoiseGenerator] = {
     "white": white,
     "pink": pink,
@@ -145,8 +157,13 @@ GENERATORS: dict[str, NoiseGenerator] = {
 NOISE_TYPES = tuple(GENERATORS)
 
 
-def make_noise(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Unit-RMS noise of type `kind` and `n` samples."""
+def make_noise(
+    kind: str, rng: np.random.Generator, n: int, style: Style = CLASSIC
+) -> np.ndarray:
+    """Unit-RMS noise of type `kind` and `n` samples; babble and speech-shaped noise are
+    made of (or shaped like) speech of `style`."""
+    if kind in SPEECH_NOISES:
+        return SPEECH_NOISES[kind](rng, n, style)
     return GENERATORS[kind](rng, n)
 
 

@@ -20,7 +20,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 from kdbench_plugins.datasets.procedural import generate
-from kdbench_plugins.datasets.procedural.generate import SPLITS, CorpusSettings, SplitAudio
+from kdbench_plugins.datasets.procedural.generate import (
+    DEFAULT_GENERATOR,
+    GENERATOR_STYLES,
+    SPLITS,
+    CorpusSettings,
+    SplitAudio,
+)
 from kdbench_plugins.datasets.procedural.noise import NOISE_TYPES
 from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
 from rich.console import Console
@@ -72,6 +78,10 @@ def corpus_settings(params: Mapping[str, Any]) -> CorpusSettings:
         raise ConfigError("dataset.procedural.noises: at least one noise type is needed")
     if int(params["seed"]) < 0:
         raise ConfigError(f"dataset.procedural.seed: must be >= 0, got {params['seed']}")
+    rooms = float(params["rooms"])
+    if not 0.0 <= rooms <= 1.0:
+        raise ConfigError(f"dataset.procedural.rooms: must be within 0..1, got {rooms}")
+    generator = int(params["generator"])
     return CorpusSettings(
         counts={split: int(params[f"n_{split}"]) for split in SPLITS},
         talkers={split: int(params[f"talkers_{split}"]) for split in SPLITS},
@@ -79,6 +89,8 @@ def corpus_settings(params: Mapping[str, Any]) -> CorpusSettings:
         snrs=snrs,
         noises=noises,
         seed=int(params["seed"]),
+        generator=generator,
+        rooms=rooms if generator >= 3 else 0.0,
     )
 
 
@@ -104,6 +116,12 @@ class ProceduralDataset(Dataset):
         "snrs": Param([-5.0, 0.0, 5.0, 10.0, 15.0, 20.0], "SNRs (dB) drawn uniformly", list),
         "seed": Param(0, "corpus seed: talkers, sentences and noise instances", int),
         "noises": Param(list(NOISE_TYPES), "noise types drawn uniformly", list, NOISE_TYPES),
+        "generator": Param(DEFAULT_GENERATOR, "generator version: 2 = classic source-filter "
+                           "speech, dry; 3 = articulated speech (consonant spectra, syllable "
+                           "levels, tempo, vowel reduction, creak) and rooms", int,
+                           tuple(GENERATOR_STYLES)),
+        "rooms": Param(0.5, "generator 3: share of utterances recorded in a reverberant room "
+                       "(target: the direct path and first 50 ms); generator 2 has none", float),
     }
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:

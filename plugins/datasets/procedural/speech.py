@@ -4,12 +4,18 @@ The aim is not intelligibility but the statistics a denoiser and the metrics rea
 harmonic voicing with moving formants, noisy fricatives and bursts, syllabic and phrasal
 energy modulation, pauses, and talker variety. Everything is vectorised over samples or
 blocks, so an utterance costs milliseconds and a whole corpus seconds.
+
+A `Style` says how a talker delivers an utterance. `CLASSIC` is generator 2's speech,
+kept sample for sample: every syllable at one level, the talker's one rate, full vowels.
+`ARTICULATED` (generator 3) adds what real speech has and a denoiser trained on CLASSIC
+learnt to remove as noise (see its docstring).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -48,6 +54,9 @@ class Phone:
     aspiration: float = 0.0
     plosive: bool = False
     duration: tuple[float, float] = (0.06, 0.09)
+    order: int = 2
+    """Butterworth order of the frication band: higher gives the sharper spectral peak of
+    a sibilant, 1 the flat spectrum of a labiodental or dental fricative."""
 
 
 def _vowel(
@@ -112,6 +121,97 @@ CONSONANTS = {
 ONSETS = list(CONSONANTS)
 CODAS = [name for name in CONSONANTS if name not in ("h", "w", "j")]
 
+ARTICULATED_CONSONANTS = {
+    **CONSONANTS,
+    "s": _steady("s", (400, 1700, 2600), voicing=0.0, frication=0.63, band=(3800, 7600),
+                 order=3, duration=(0.08, 0.13)),
+    "S": _steady("S", (400, 1900, 2400), voicing=0.0, frication=0.76, band=(2200, 6000),
+                 order=3, duration=(0.08, 0.13)),
+    "f": _steady("f", (400, 1100, 2300), voicing=0.0, frication=0.15, band=(1000, 7600),
+                 order=1, duration=(0.07, 0.11)),
+    "T": _steady("T", (400, 1400, 2600), voicing=0.0, frication=0.1, band=(1500, 7600),
+                 order=1, duration=(0.07, 0.11)),
+    "z": _steady("z", (400, 1700, 2600), voicing=0.25, frication=0.3, band=(3800, 7600),
+                 order=3),
+    "v": _steady("v", (400, 1100, 2300), voicing=0.3, frication=0.1, band=(1000, 7600),
+                 order=1),
+    "h": Phone("h", 0.0, None, aspiration=0.11, duration=(0.05, 0.08)),
+    "p": _steady("p", (400, 900, 2200), voicing=0.0, frication=0.3, band=(400, 2000),
+                 aspiration=0.17, plosive=True),
+    "t": _steady("t", (400, 1800, 2700), voicing=0.0, frication=0.5, band=(3000, 7000),
+                 order=3, aspiration=0.17, plosive=True),
+    "k": _steady("k", (400, 2000, 2500), voicing=0.0, frication=0.45, band=(1500, 3200),
+                 order=3, aspiration=0.17, plosive=True),
+    "b": _steady("b", (400, 900, 2200), voicing=0.12, frication=0.2, band=(400, 2000),
+                 plosive=True),
+    "d": _steady("d", (400, 1800, 2700), voicing=0.12, frication=0.3, band=(3000, 7000),
+                 order=3, plosive=True),
+    "g": _steady("g", (400, 2000, 2500), voicing=0.12, frication=0.3, band=(1500, 3200),
+                 order=3, plosive=True),
+}
+"""CONSONANTS with the spectra and levels of English obstruents (Jongman, Wayland & Wong
+2000; Behrens & Blumstein 1988; Stevens 1998): sibilants with a sharp high-frequency peak
+5-10 dB below the vowels, /f v T/ flat and about 20 dB below, /h/ and aspiration about
+15 dB below, alveolar bursts strongest and rising, velar bursts a compact mid-frequency
+peak, labial bursts diffuse and low. Amplitudes are set so the synthesised levels match
+those figures (measured on generated training speech, see BENCHMARKS.md section 8)."""
+
+SCHWA: Formants = (500.0, 1500.0, 2500.0)
+"""The neutral vowel that unstressed vowels are reduced towards."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Style:
+    """How utterances are delivered, beyond the talker's fixed voice.
+
+    Real speech varies in level from syllable to syllable (stressed ones louder, phrase
+    ends softer: a few dB each, Lehiste 1970), in tempo from utterance to utterance and
+    phrase to phrase, reduces its unstressed vowels towards schwa, varies the span of its
+    pitch, and often ends phrases in creaky voice: irregular, low glottal pulses (Redi &
+    Shattuck-Hufnagel 2001). A corpus without these teaches a denoiser that soft
+    syllables, weak consonants and irregular pulses are noise. The consonant table (a
+    dict) is left out of equality and hashing, so a style can key a cache.
+    """
+
+    name: str
+    consonants: Mapping[str, Phone] = dataclasses.field(compare=False)
+    stress_db: float = 0.0
+    """Stressed syllables this much above the phrase's level, unstressed ones below."""
+    syllable_sd_db: float = 0.0
+    phrase_sd_db: float = 0.0
+    final_drop_db: float = 0.0
+    """How much softer a phrase's last syllable is."""
+    tempo_sd: float = 0.0
+    """Standard deviation of the log tempo, per utterance and again per phrase."""
+    pause: tuple[float, float] = (0.12, 0.45)
+    reduction: tuple[float, float] = (0.0, 0.0)
+    """Range of an unstressed vowel's move from its targets towards SCHWA (0: none)."""
+    pitch_span: tuple[float, float] = (1.0, 1.0)
+    """Range of the per-utterance factor on the talker's pitch range."""
+    creak: float = 0.0
+    """Largest per-utterance probability that a phrase ends in creak."""
+
+
+CLASSIC = Style("classic", CONSONANTS)
+ARTICULATED = Style(
+    "articulated",
+    ARTICULATED_CONSONANTS,
+    stress_db=3.0,
+    syllable_sd_db=2.0,
+    phrase_sd_db=2.5,
+    final_drop_db=4.0,
+    tempo_sd=0.1,
+    pause=(0.1, 0.6),
+    reduction=(0.2, 0.5),
+    pitch_span=(0.8, 1.6),
+    creak=0.5,
+)
+CREAK_F0_DROP = 0.4
+"""Creak lowers F0 by up to this fraction, and adds this much jitter and shimmer:"""
+CREAK_JITTER = 0.12
+CREAK_SHIMMER = 0.3
+CREAK_SECONDS = (0.08, 0.2)
+
 
 @dataclasses.dataclass(frozen=True)
 class Talker:
@@ -166,6 +266,9 @@ class _Segment:
     phone: Phone
     start: float
     duration: float
+    formants: tuple[Formants, Formants] | None = None
+    """The phone's formants as spoken (a reduced vowel's); None: the phone's own."""
+    level_db: float = 0.0
 
 
 @dataclasses.dataclass
@@ -175,47 +278,73 @@ class _Plan:
     accents: list[tuple[float, float]]
 
 
-def _syllable(rng: np.random.Generator) -> list[Phone]:
+def _syllable(rng: np.random.Generator, consonants: Mapping[str, Phone]) -> list[Phone]:
     shape = rng.choice(["CV", "CVC", "V", "CCV"], p=[0.45, 0.35, 0.1, 0.1])
     vowel = VOWELS[rng.integers(len(VOWELS))]
     phones = []
     if shape == "CCV":
-        phones.append(CONSONANTS[rng.choice(["s", "p", "t", "k", "b", "f"])])
-        phones.append(CONSONANTS[rng.choice(["l", "r", "w"])])
+        phones.append(consonants[rng.choice(["s", "p", "t", "k", "b", "f"])])
+        phones.append(consonants[rng.choice(["l", "r", "w"])])
     elif shape in ("CV", "CVC"):
-        phones.append(CONSONANTS[ONSETS[rng.integers(len(ONSETS))]])
+        phones.append(consonants[ONSETS[rng.integers(len(ONSETS))]])
     phones.append(vowel)
     if shape == "CVC":
-        phones.append(CONSONANTS[CODAS[rng.integers(len(CODAS))]])
+        phones.append(consonants[CODAS[rng.integers(len(CODAS))]])
     return phones
 
 
-def _plan(talker: Talker, rng: np.random.Generator, seconds: float) -> _Plan:
+def _reduced(formants: tuple[Formants, Formants], amount: float) -> tuple[Formants, Formants]:
+    def towards_schwa(target: Formants) -> Formants:
+        f1, f2, f3 = ((1.0 - amount) * f + amount * s for f, s in zip(target, SCHWA))
+        return (f1, f2, f3)
+
+    return towards_schwa(formants[0]), towards_schwa(formants[1])
+
+
+def _plan(talker: Talker, rng: np.random.Generator, seconds: float, style: Style) -> _Plan:
     """Phrases of 3-8 syllables separated by pauses, until the clip is full.
 
     Stressed syllables are longer and carry a pitch accent; phrase-final syllables are
-    lengthened, as in natural speech.
+    lengthened, as in natural speech. The style's variations draw from `rng` only where
+    it has them, so CLASSIC makes generator 2's draws, in its order.
     """
     segments: list[_Segment] = []
     phrases: list[tuple[float, float]] = []
     accents: list[tuple[float, float]] = []
+    utterance_tempo = float(np.exp(rng.normal(0.0, style.tempo_sd))) if style.tempo_sd else 1.0
     t = float(rng.uniform(0.05, 0.25))
     while t < seconds - 0.3:
         phrase_start = t
         n_syllables = int(rng.integers(3, 9))
+        tempo = utterance_tempo
+        phrase_db = 0.0
+        if style.tempo_sd:
+            tempo *= float(np.exp(rng.normal(0.0, style.tempo_sd)))
+            phrase_db = float(rng.normal(0.0, style.phrase_sd_db))
         for index in range(n_syllables):
             stressed = rng.random() < 0.35
-            stretch = (1.3 if stressed else 1.0) * (1.4 if index == n_syllables - 1 else 1.0)
-            for phone in _syllable(rng):
-                duration = rng.uniform(*phone.duration) * stretch / talker.rate
+            final = index == n_syllables - 1
+            stretch = (1.3 if stressed else 1.0) * (1.4 if final else 1.0)
+            level_db, reduction = 0.0, 0.0
+            if style.stress_db:
+                level_db = (phrase_db + (style.stress_db if stressed else -style.stress_db)
+                            + float(rng.normal(0.0, style.syllable_sd_db))
+                            - (style.final_drop_db if final else 0.0))
+                if not stressed:
+                    reduction = float(rng.uniform(*style.reduction))
+            for phone in _syllable(rng, style.consonants):
+                duration = rng.uniform(*phone.duration) * stretch / (talker.rate * tempo)
                 if phone.plosive:
                     duration += 0.03
                 if phone.voicing == 1.0 and stressed:
                     accents.append((t + duration / 2, float(rng.uniform(0.4, 1.0))))
-                segments.append(_Segment(phone, t, duration))
+                formants = None
+                if reduction and phone.voicing == 1.0 and phone.formants is not None:
+                    formants = _reduced(phone.formants, reduction)
+                segments.append(_Segment(phone, t, duration, formants, level_db))
                 t += duration
         phrases.append((phrase_start, t))
-        t += float(rng.uniform(0.12, 0.45))
+        t += float(rng.uniform(*style.pause))
     return _Plan(segments, phrases, accents)
 
 
@@ -243,9 +372,10 @@ def _control_tracks(talker: Talker, plan: _Plan, n_frames: int) -> dict[str, np.
         else:
             voicing[first:last] = phone.voicing
             aspiration[first:last] = phone.aspiration
-        if phone.formants is not None:
+        spoken = seg.formants if seg.formants is not None else phone.formants
+        if spoken is not None:
             points += [seg.start + 0.3 * seg.duration, seg.start + 0.7 * seg.duration]
-            targets += list(phone.formants)
+            targets += list(spoken)
     formant_targets = np.array(targets) * np.array(talker.formant_bias) * talker.vtl
     formants = np.stack([np.interp(times, points, formant_targets[:, k]) for k in range(3)], 1)
     high = np.broadcast_to(np.array(FIXED_HIGH_FORMANTS) * talker.vtl, (n_frames, 2))
@@ -256,34 +386,49 @@ def _control_tracks(talker: Talker, plan: _Plan, n_frames: int) -> dict[str, np.
     }
 
 
-def _pitch(talker: Talker, plan: _Plan, rng: np.random.Generator, n_frames: int) -> np.ndarray:
+def _pitch(
+    talker: Talker, plan: _Plan, rng: np.random.Generator, n_frames: int, span: float = 1.0
+) -> np.ndarray:
     """F0 in Hz per frame: declination over each phrase, accents as bumps, a final fall or
-    rise, and a slow random drift, all in semitones around the talker's median."""
+    rise, and a slow random drift, all in semitones around the talker's median; `span`
+    scales the talker's pitch range for this utterance."""
     times = (np.arange(n_frames) + 0.5) * FRAME / SAMPLE_RATE
     semitones = np.zeros(n_frames)
+    pitch_range = talker.pitch_range * span
     for start, end in plan.phrases:
         inside = (times >= start) & (times < end + 0.2)
         progress = np.clip((times - start) / max(end - start, 1e-3), 0.0, 1.0)
-        contour = talker.pitch_range * (0.4 - 0.6 * progress)
+        contour = pitch_range * (0.4 - 0.6 * progress)
         final = -2.0 if rng.random() < 0.8 else 3.0
         contour += final * np.clip((times - end + 0.25) / 0.25, 0.0, 1.0)
         semitones[inside] = contour[inside]
     for centre, height in plan.accents:
-        semitones += height * talker.pitch_range * np.exp(-0.5 * ((times - centre) / 0.06) ** 2)
+        semitones += height * pitch_range * np.exp(-0.5 * ((times - centre) / 0.06) ** 2)
     drift = _smooth(rng.standard_normal(n_frames), 40) * 3.0
     return talker.f0 * 2.0 ** ((_smooth(semitones, 8) + drift) / 12.0)
 
 
+def _per_cycle(track: np.ndarray | None, phase: np.ndarray, n_cycles: int) -> np.ndarray | float:
+    """A per-sample track's value at the start of each glottal cycle (0 without a track)."""
+    if track is None:
+        return 0.0
+    starts = np.searchsorted(phase, np.arange(n_cycles))
+    return track[np.minimum(starts, len(track) - 1)]
+
+
 def _glottal_source(
-    talker: Talker, f0_frames: np.ndarray, rng: np.random.Generator, n: int
+    talker: Talker, f0_frames: np.ndarray, rng: np.random.Generator, n: int,
+    creak: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rosenberg-pulse derivative (glottal flow plus lip radiation) with per-cycle jitter
-    and shimmer, and the flow itself to modulate breath noise."""
+    and shimmer, and the flow itself to modulate breath noise. `creak` (per sample, 0-1)
+    raises both, for the irregular pulses of creaky voice."""
     frame_times = (np.arange(len(f0_frames)) + 0.5) * FRAME
     f0 = np.interp(np.arange(n), frame_times, f0_frames)
     nominal = np.cumsum(f0) / SAMPLE_RATE
     n_cycles = int(nominal[-1]) + 2
-    period_scale = 1.0 + talker.jitter * rng.standard_normal(n_cycles)
+    jitter = talker.jitter + CREAK_JITTER * _per_cycle(creak, nominal, n_cycles)
+    period_scale = 1.0 + jitter * rng.standard_normal(n_cycles)
     f0 = f0 / period_scale[nominal.astype(int)]
     phase = np.cumsum(f0) / SAMPLE_RATE
     cycle = phase.astype(int)
@@ -294,7 +439,8 @@ def _glottal_source(
         0.5 * (1.0 - np.cos(np.pi * p / tp)),
         np.where(p < tp + tn, np.cos(0.5 * np.pi * np.minimum(p - tp, tn) / tn), 0.0),
     )
-    amplitude = 1.0 + talker.shimmer * rng.standard_normal(cycle[-1] + 1)
+    shimmer = talker.shimmer + CREAK_SHIMMER * _per_cycle(creak, phase, cycle[-1] + 1)
+    amplitude = 1.0 + shimmer * rng.standard_normal(cycle[-1] + 1)
     flow = flow * amplitude[cycle]
     derivative = np.diff(flow, prepend=0.0) * (SAMPLE_RATE / f0) * (2.0 * tn / np.pi)
     return derivative, flow
@@ -348,8 +494,8 @@ def _vocal_tract(excitation: np.ndarray, formants: np.ndarray, vtl: float) -> np
 
 
 @functools.lru_cache(maxsize=256)
-def _band_sos(low: float, high: float) -> np.ndarray:
-    return signal.butter(2, [low, high], btype="band", fs=SAMPLE_RATE, output="sos")
+def _band_sos(low: float, high: float, order: int) -> np.ndarray:
+    return signal.butter(order, [low, high], btype="band", fs=SAMPLE_RATE, output="sos")
 
 
 def _frication(talker: Talker, plan: _Plan, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -374,27 +520,57 @@ def _frication(talker: Talker, plan: _Plan, rng: np.random.Generator, n: int) ->
         length = min(length, n - start)
         if length <= 16:
             continue
-        noise = signal.sosfilt(_band_sos(low, high), rng.standard_normal(length))
+        noise = signal.sosfilt(_band_sos(low, high, phone.order), rng.standard_normal(length))
         out[start:start + length] += phone.frication * envelope[:length] * noise
     return out
 
 
-def synthesize(talker: Talker, rng: np.random.Generator, seconds: float) -> np.ndarray:
+def _creak(plan: _Plan, rng: np.random.Generator, style: Style, n_frames: int) -> np.ndarray:
+    """Per frame, 0-1: how creaky the voice is. Each phrase's last 80-200 ms creak with
+    one probability per utterance; the onset ramps over 30 ms."""
+    times = (np.arange(n_frames) + 0.5) * FRAME / SAMPLE_RATE
+    track = np.zeros(n_frames)
+    chance = rng.uniform(0.0, style.creak)
+    for _, end in plan.phrases:
+        if rng.random() < chance:
+            start = end - rng.uniform(*CREAK_SECONDS)
+            track = np.maximum(track, np.clip((times - start) / 0.03, 0.0, 1.0) * (times < end))
+    return track
+
+
+def _levels(plan: _Plan, n: int) -> np.ndarray:
+    """Per-sample gain: each segment's level at its centre, linear in dB between them."""
+    centres = [(seg.start + seg.duration / 2) * SAMPLE_RATE for seg in plan.segments]
+    levels_db = [seg.level_db for seg in plan.segments]
+    return 10.0 ** (np.interp(np.arange(n), centres, levels_db) / 20.0)
+
+
+def synthesize(
+    talker: Talker, rng: np.random.Generator, seconds: float, style: Style = CLASSIC
+) -> np.ndarray:
     """One utterance of `seconds` by `talker`, at `SPEECH_RMS` with a -70 dB floor, float64."""
     n = int(round(seconds * SAMPLE_RATE))
     n_frames = -(-n // FRAME)
-    plan = _plan(talker, rng, seconds)
+    plan = _plan(talker, rng, seconds, style)
     tracks = _control_tracks(talker, plan, n_frames)
-    f0 = _pitch(talker, plan, rng, n_frames)
-    pulses, flow = _glottal_source(talker, f0, rng, n)
     frame_times = (np.arange(n_frames) + 0.5) * FRAME
     samples = np.arange(n)
+    span = float(rng.uniform(*style.pitch_span)) if style.pitch_span != (1.0, 1.0) else 1.0
+    f0 = _pitch(talker, plan, rng, n_frames, span)
+    creak = None
+    if style.creak:
+        creak_frames = _creak(plan, rng, style, n_frames)
+        f0 *= 1.0 - CREAK_F0_DROP * creak_frames
+        creak = np.interp(samples, frame_times, creak_frames)
+    pulses, flow = _glottal_source(talker, f0, rng, n, creak)
     voicing = np.interp(samples, frame_times, tracks["voicing"])
     aspiration = np.interp(samples, frame_times, tracks["aspiration"])
     noise = rng.standard_normal(n)
     source = voicing * (pulses + talker.breath * 4.0 * noise * (0.3 + flow)) + aspiration * noise
     speech = _vocal_tract(source, tracks["formants"], talker.vtl)
     speech += _frication(talker, plan, rng, n)
+    if style.stress_db:
+        speech *= _levels(plan, n)
     fade = min(n // 10, int(0.02 * SAMPLE_RATE))
     speech[n - fade:] *= np.linspace(1.0, 0.0, fade)
     speech *= SPEECH_RMS / max(float(np.sqrt(np.mean(speech**2))), 1e-12)

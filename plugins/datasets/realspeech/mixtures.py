@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from kdbench_plugins.datasets.procedural.generate import (
-    GENERATOR_VERSION,
+    GENERATOR_STYLES,
     noise_rng,
     scaled_pair,
 )
@@ -34,6 +34,9 @@ from kdbench.api import Utterance
 
 MIXING_VERSION = 1
 """Part of the identity: bump it whenever a change alters the mixtures."""
+NOISE_GENERATOR = 2
+"""The procedural generator version whose noises (babble and speech-shaped noise of its
+speech style) this set draws: pinned, so a new procedural default leaves the set as is."""
 
 OWN_NOISES = ("real_babble", "mains_hum")
 NOISE_CHOICES = (*NOISE_TYPES, *OWN_NOISES)
@@ -57,7 +60,7 @@ class MixSettings:
     def to_json(self) -> dict[str, Any]:
         return {
             "mixing_version": MIXING_VERSION,
-            "procedural_generator_version": GENERATOR_VERSION,
+            "procedural_generator_version": NOISE_GENERATOR,
             "noises": list(self.noises),
             "snrs": list(self.snrs),
             "per_cell": self.per_cell,
@@ -121,7 +124,7 @@ def noise_for(
         }
     if kind == "mains_hum":
         return mains_hum(_own_rng(seed, _HUM, index), n), {"noise_source": "realspeech"}
-    noise = make_noise(kind, noise_rng(seed, "test", index), n)
+    noise = make_noise(kind, noise_rng(seed, "test", index), n, GENERATOR_STYLES[NOISE_GENERATOR])
     return noise, {"noise_source": "procedural", "noise_split": "test", "noise_index": index}
 
 
