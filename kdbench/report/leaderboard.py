@@ -428,10 +428,7 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
     best = best_methods(data)
     for dataset in data.datasets:
         identity = data.blocks[dataset].tested_on.identity
-        table = Table(
-            title=f"kdbench — {dataset} ({identity})", box=box.SIMPLE_HEAD, padding=(0, 1),
-            collapse_padding=True, pad_edge=False,
-        )
+        table = _compact_table(f"kdbench — {dataset} ({identity})")
         table.add_column("pair")
         table.add_column("method")
         table.add_column("params", justify="right")
@@ -476,6 +473,14 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
     _render_legend(data, console)
 
 
+def _compact_table(title: str) -> Table:
+    """The one style of every leaderboard table: tight enough for three metrics in ~110
+    columns."""
+    return Table(
+        title=title, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False
+    )
+
+
 def _terminal_cell(
     data: LeaderboardData, row: pd.Series | None, best: set[tuple[str, str, str, str]]
 ) -> str:
@@ -502,10 +507,7 @@ def _render_ranks(data: LeaderboardData, dataset: str, console: Console) -> None
     if not len(ranks):
         return
     ranks = ranks[ranks["dataset"] == dataset]
-    table = Table(
-        title=f"rank summary across pairs — {dataset}", box=box.SIMPLE_HEAD, padding=(0, 1),
-        collapse_padding=True, pad_edge=False,
-    )
+    table = _compact_table(f"rank summary across pairs — {dataset}")
     table.add_column("metric")
     table.add_column("method")
     table.add_column("mean rank", justify="right")
@@ -580,10 +582,8 @@ def variance_cells(data: LeaderboardData, dataset: str, metric: str) -> list[str
 
 
 def _render_teacher_level(data: LeaderboardData, dataset: str, console: Console) -> None:
-    table = Table(
-        title=f"teacher as a random factor, {data.teachers} teacher(s), pooled over pairs "
-              f"— {dataset}",
-        box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False,
+    table = _compact_table(
+        f"teacher as a random factor, {data.teachers} teacher(s), pooled over pairs — {dataset}"
     )
     table.add_column("metric")
     table.add_column("method")
@@ -602,10 +602,8 @@ def _render_teacher_level(data: LeaderboardData, dataset: str, console: Console)
 
 
 def _render_variance(data: LeaderboardData, dataset: str, console: Console) -> None:
-    table = Table(
-        title=f"where the spread of student scores comes from (median share over cells) "
-              f"— {dataset}",
-        box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False,
+    table = _compact_table(
+        f"where the spread of student scores comes from (median share over cells) — {dataset}"
     )
     table.add_column("metric")
     for component in ("teacher", "seed", "utterance", "residual"):
@@ -618,9 +616,8 @@ def _render_variance(data: LeaderboardData, dataset: str, console: Console) -> N
 def _render_across_pairs(data: LeaderboardData, dataset: str, console: Console) -> None:
     if not len(data.across_pairs):
         return
-    table = Table(
-        title=f"across pairs, each (pair, seed) one unit: real or seed noise? — {dataset}",
-        box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False,
+    table = _compact_table(
+        f"across pairs, each (pair, seed) one unit: real or seed noise? — {dataset}"
     )
     table.add_column("metric")
     table.add_column("method")
