@@ -28,8 +28,9 @@ from kdbench.train.task_losses import TASK_LOSSES
 
 CHECKPOINT_POLICIES = ("last", "best_valid")
 PRECISIONS = ("fp32", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
 
-IDENTITY_NEUTRAL_DEFAULTS = {"precision": "fp32"}
+IDENTITY_NEUTRAL_DEFAULTS = {"precision": "fp32", "lr_schedule": "constant"}
 """Settings added after results were published, at the default that reproduces them.
 
 At this value a setting is left out of trial ids and teacher keys, so the trials that
@@ -83,6 +84,13 @@ TRAIN_PARAMS: dict[str, Param] = {
         float,
     ),
     "lr": Param(1e-3, "Adam learning rate", float),
+    "lr_schedule": Param(
+        "constant",
+        "the learning rate over the steps: constant, or cosine decay from `lr` to zero at "
+        "the last step (a fixed step budget ends at a low rate instead of mid-stride)",
+        str,
+        LR_SCHEDULES,
+    ),
     "grad_clip": Param(5.0, "gradient-norm clip (0 = off)", float),
     "task_loss": Param("magnitude_l1", "denoising loss against the clean target", str, tuple(TASK_LOSSES)),
     "checkpoint": Param(

@@ -94,6 +94,7 @@ def get_teacher(
                 "kept_step": result.kept_step,
                 "best_valid_loss": result.best_valid_loss,
                 "train_seconds": result.seconds,
+                "history": result.history,
             },
         )
 

@@ -104,6 +104,11 @@ def train(
     # Fused Adam on a GPU: one kernel per step instead of one per tensor (CPU keeps the default).
     fused = {"fused": True} if device.type == "cuda" else {}
     optimizer = torch.optim.Adam(parameters, lr=float(settings["lr"]), **fused)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        if settings.get("lr_schedule", "constant") == "cosine"
+        else None
+    )
     valid_batches = [
         (noisy.to(device), clean.to(device))
         for noisy, clean in full_batches(valid_split, int(settings["batch_size"]))
@@ -143,6 +148,8 @@ def train(
         if settings["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(parameters, float(settings["grad_clip"]))
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         if validating:
             valid = validation_loss(model, valid_batches, settings["task_loss"])
             history.append({"step": step, "loss": loss_value, "valid_loss": valid})
