@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from kdbench.config import load_config
+from kdbench.deploy.checkpoints import build_from_checkpoint
 from kdbench.files.cache import cache_root
 from kdbench.plugin.registry import get_registry
 from kdbench.run.evaluate import score_utterances
@@ -85,7 +86,7 @@ def _setup(seed: int, cache_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]]:
     recipe = read_recipe()
     torch.set_num_threads(int(recipe["threads"]))
     registry = get_registry()
-    config = load_config(recipe["preset"], [*recipe["set"], f"teacher.seeds=[{seed}]"], registry)
+    config = load_config(recipe["preset"], [*recipe["set"], f"teacher.seeds={seed}"], registry)
     (dataset_name,) = config.run["datasets"]
     dataset = registry.get("datasets", dataset_name).prepare(
         config.plugin_params("dataset", dataset_name), cache_dir
@@ -211,9 +212,7 @@ def check_teacher(seed: int, entry: dict[str, Any], cache_dir: Path) -> list[str
             f"seed {seed}: the recipe gives another teacher key with today's code and corpus "
             f"(dataset {dataset.identity}, manifest {entry['dataset_identity']}): retrain"
         )
-    from kdbench.deploy.checkpoints import build_from_checkpoint, load_weights_only
-
-    model = build_from_checkpoint(load_weights_only(path), registry).eval()
+    model, _payload = build_from_checkpoint(path, registry)
     if weights_digest(model) != entry["weights_sha256"]:
         problems.append(f"{path}: weights digest differs from the manifest")
     recorded = entry["valid_checked"]
