@@ -193,6 +193,56 @@ def read_preset(preset: str) -> dict[str, Any]:
         raise ConfigError(f"preset {preset}: {exc}") from exc
 
 
+def preset_folder(preset: str) -> Path:
+    """Where a preset's relative file names (its teachers) are looked up: beside it."""
+    path = Path(preset)
+    if path.suffix == ".toml" and path.exists():
+        return path.resolve().parent
+    return Path(str(importlib.resources.files("kdbench_configs")))
+
+
+def _teacher_checkpoint(value: str, base: Path) -> str | list[str]:
+    """`teacher.checkpoint`: a policy for a trained teacher, or the files of loaded teachers,
+    one per teacher seed (a TOML list, or a comma list on the command line), each made
+    absolute: relative to the preset's folder in a preset, to the working folder in `--set`."""
+    items = [part.strip() for part in str(value).split(",") if part.strip()]
+    if len(items) == 1 and items[0] in CHECKPOINT_POLICIES:
+        return items[0]
+    paths = []
+    for item in map(str, items):
+        path = Path(item).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise ConfigError(
+                f"teacher.checkpoint: {item!r} is neither a policy "
+                f"({', '.join(CHECKPOINT_POLICIES)}) nor an existing file (looked for {path})"
+            )
+        paths.append(str(path.resolve()))
+    return paths[0] if len(paths) == 1 else paths
+
+
+def _check_teacher_files(teacher: Mapping[str, Any]) -> None:
+    """Loaded teachers pair with teacher seeds one to one: a file is one set of weights."""
+    files = teacher["checkpoint"]
+    if files in CHECKPOINT_POLICIES:
+        return
+    count = 1 if isinstance(files, str) else len(files)
+    if count != len(teacher["seeds"]):
+        raise ConfigError(
+            f"teacher.checkpoint: {count} file(s) for {len(teacher['seeds'])} teacher seed(s) "
+            f"{teacher['seeds']}; a loaded teacher is one set of weights, so name one file "
+            "per seed of teacher.seeds, in the same order"
+        )
+
+
+def teacher_files(teacher: Mapping[str, Any]) -> dict[int, str]:
+    """Each teacher seed's file when teachers are loaded, else empty."""
+    files = teacher["checkpoint"]
+    if files in CHECKPOINT_POLICIES:
+        return {}
+    return dict(zip(teacher["seeds"], [files] if isinstance(files, str) else files))
+
+
 def _parse_override(item: str) -> tuple[list[str], str]:
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
@@ -245,19 +295,17 @@ def load_config(
             raise ConfigError(
                 f"{section}: unknown section; allowed: {', '.join(allowed_sections)}"
             )
+    files = raw.get("teacher", {}).get("checkpoint")
+    if isinstance(files, list):  # a preset's one file per teacher seed: as on the command line
+        raw["teacher"]["checkpoint"] = ",".join(map(str, files))
     resolved = {
         section: resolve_params(section, params, raw.get(section, {}))
         for section, params in CORE_SECTIONS.items()
     }
-    teacher_weights = resolved["teacher"]["checkpoint"]
-    if teacher_weights not in CHECKPOINT_POLICIES:
-        path = Path(teacher_weights).expanduser()
-        if not path.is_file():
-            raise ConfigError(
-                f"teacher.checkpoint: {teacher_weights!r} is neither a policy "
-                f"({', '.join(CHECKPOINT_POLICIES)}) nor an existing file"
-            )
-        resolved["teacher"]["checkpoint"] = str(path.resolve())
+    from_command_line = any(item.partition("=")[0].strip() == "teacher.checkpoint" for item in overrides)
+    resolved["teacher"]["checkpoint"] = _teacher_checkpoint(
+        resolved["teacher"]["checkpoint"], Path.cwd() if from_command_line else preset_folder(preset)
+    )
     if resolved["run"]["jobs"] < 1:
         raise ConfigError("run.jobs: must be at least 1")
     check_device_setting(resolved["run"]["device"])
@@ -266,11 +314,7 @@ def load_config(
             raise ConfigError(f"run.{key}: the preset names none; set at least one")
     if not resolved["teacher"]["seeds"]:
         raise ConfigError("teacher.seeds: name at least one teacher seed")
-    if teacher_weights not in CHECKPOINT_POLICIES and len(resolved["teacher"]["seeds"]) > 1:
-        raise ConfigError(
-            "teacher.seeds: a loaded teacher (teacher.checkpoint names a file) is one set of "
-            "weights, not one per seed; name a single teacher seed"
-        )
+    _check_teacher_files(resolved["teacher"])
     return Config(
         preset=preset,
         run=resolved["run"],

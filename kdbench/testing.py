@@ -28,6 +28,10 @@ models, e.g. of different families, whose latents and magnitudes lie on differen
 
 A method may find that it does not apply only from the outputs (two magnitudes on
 incompatible STFTs): `NotApplicable` from the loss's first call is recorded as from `build`.
+
+For dataset plugins, `prepare_dataset(plugin, {"only": "what the test sets"}, cache)` fills
+in the declared defaults the way a preset does before calling `prepare`, which (like every
+hook that takes params) receives them resolved: every declared key present and typed.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,12 +48,15 @@ import torch
 from kdbench.api import (
     Batch,
     ConfigError,
+    Dataset,
     Denoiser,
     DenoiserOutput,
     KDLoss,
     KDMethod,
     NotApplicable,
     Param,
+    PreparedDataset,
+    resolve_params,
 )
 
 __all__ = [
@@ -59,6 +67,7 @@ __all__ = [
     "check_loss",
     "check_method",
     "model_case",
+    "prepare_dataset",
     "unet_latent_shapes",
 ]
 
@@ -69,6 +78,14 @@ FRAMES = 63
 BATCH = 4
 SCHEDULE_POINTS = (0.0, 0.5, 0.999)
 TOTAL_STEPS = 1000
+
+
+def prepare_dataset(
+    plugin: Dataset, params: Mapping[str, Any], cache_dir: Path
+) -> PreparedDataset:
+    """`plugin.prepare` with `params` resolved against its declaration, as kdbench's config
+    does for a preset: the one place settings are checked, typed and defaulted."""
+    return plugin.prepare(resolve_params(f"dataset.{plugin.name}", plugin.params, params), cache_dir)
 
 
 def conv_out(size: int, kernel: int = 5, stride: int = 2, padding: int = 2) -> int:

@@ -9,15 +9,23 @@ from pathlib import Path
 
 from kdbench.run.evaluate import Score
 from kdbench.run.store import MIGRATIONS, Store
-from kdbench.run.trial import Outcome, Trial
+from kdbench.run.trial import Outcome, StudentTrial
+
+STUDENT_DEFAULTS = {
+    "dataset": "d", "dataset_params": {}, "dataset_identity": "d0", "cache_dir": "",
+    "results_dir": "", "metrics": ("m",), "teacher_spec": {}, "teacher_settings": {},
+    "teacher_seed": 0, "pair": "p", "student_spec": {}, "method": "m", "method_params": {},
+    "seed": 0, "train_settings": {},
+}
+
+
+def a_student(trial_id: str, **fields: object) -> StudentTrial:
+    """A student trial with placeholder contents: for what stores and commands read."""
+    return StudentTrial(id=trial_id, **{**STUDENT_DEFAULTS, **fields})  # type: ignore[arg-type]
 
 
 def fake_outcome(index: int, scores: int = 20, status: str = "done") -> Outcome:
-    trial = Trial(
-        id=f"trial{index:04d}", role="student", dataset="d", dataset_params={},
-        dataset_identity="d0", cache_dir="", results_dir="", metrics=("m",),
-        teacher_settings={}, pair="p", method="m", seed=index,
-    )
+    trial = a_student(f"trial{index:04d}", pair="p", method="m", seed=index)
     outcome = Outcome(trial, status, started=time.time(), finished=time.time())
     outcome.scores = [Score(f"u{n}", "m", float(n), None) for n in range(scores)]
     return outcome

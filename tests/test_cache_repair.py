@@ -26,6 +26,7 @@ from kdbench.plugin.registry import get_registry
 from kdbench.train import teacher as teacher_module
 from kdbench.train.crops import CropSampler
 from kdbench.train.teacher_outputs import TeacherOutputs
+from kdbench.testing import prepare_dataset
 
 TINY_CORPUS = {"n_train": 2, "n_valid": 1, "n_test": 1, "seconds": 1.0}
 RATE = 16000
@@ -212,7 +213,7 @@ def test_a_damaged_corpus_is_set_aside_and_generated_again(
     tmp_path: Path, caplog, damage: str
 ) -> None:
     dataset = procedural.ProceduralDataset()
-    first = dataset.prepare(TINY_CORPUS, tmp_path)
+    first = prepare_dataset(dataset, TINY_CORPUS, tmp_path)
     folder = _corpus_folder(tmp_path)
     split = folder / "train.npz"
     if damage == "truncated split":
@@ -228,7 +229,7 @@ def test_a_damaged_corpus_is_set_aside_and_generated_again(
     else:
         (folder / "test.npz").unlink()
     with caplog.at_level(logging.WARNING, logger="kdbench.files.cache"):
-        again = dataset.prepare(TINY_CORPUS, tmp_path)
+        again = prepare_dataset(dataset, TINY_CORPUS, tmp_path)
     assert again.identity == first.identity
     for name, utterances in first.splits.items():
         for a, b in zip(utterances, again.splits[name], strict=True):
@@ -240,11 +241,11 @@ def test_a_corpus_that_fails_its_check_right_after_generation_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dataset = procedural.ProceduralDataset()
-    dataset.prepare(TINY_CORPUS, tmp_path)
+    prepare_dataset(dataset, TINY_CORPUS, tmp_path)
     (_corpus_folder(tmp_path) / "valid.npz").write_bytes(b"junk")
     monkeypatch.setattr(procedural, "_save_split", lambda path, audio: path.write_bytes(b"junk"))
     with pytest.raises(CorruptFile, match=r"\.npz: unreadable corpus split.*right after it was built"):
-        dataset.prepare(TINY_CORPUS, tmp_path)
+        prepare_dataset(dataset, TINY_CORPUS, tmp_path)
 
 
 # --------------------------------------------------------------------------- full disk
@@ -302,10 +303,10 @@ def test_a_corpus_whose_generation_fails_midway_publishes_nothing(
 
     monkeypatch.setattr(procedural, "_save_split", disk_full_on_second)
     with pytest.raises(OSError, match="No space left"):
-        procedural.ProceduralDataset().prepare(TINY_CORPUS, tmp_path)
+        prepare_dataset(procedural.ProceduralDataset(), TINY_CORPUS, tmp_path)
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
     monkeypatch.setattr(procedural, "_save_split", real)
-    assert len(procedural.ProceduralDataset().prepare(TINY_CORPUS, tmp_path).splits["train"]) == 2
+    assert len(prepare_dataset(procedural.ProceduralDataset(), TINY_CORPUS, tmp_path).splits["train"]) == 2
 
 
 def test_a_staged_folder_that_fails_is_not_published(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import soundfile as sf
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from stores import a_store, a_version_1_store, fingerprint
+from stores import a_store, a_student, a_version_1_store, fingerprint
 
 from kdbench.api import ModelSpec
 from kdbench.cli import main
@@ -31,7 +31,7 @@ from kdbench.deploy.checkpoints import save_checkpoint
 from kdbench.plugin.registry import get_registry
 from kdbench.run.evaluate import Score
 from kdbench.run.store import Store
-from kdbench.run.trial import Outcome, Trial
+from kdbench.run.trial import Outcome
 
 FUZZ = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -190,10 +190,9 @@ def student_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = get_registry().get("models", spec.family).build(spec.params)
     save_checkpoint(folder / "students" / f"{STUDENT}.pt", spec, model,
                     {"trial": STUDENT, "sample_rate": 16000})
-    trial = Trial(
-        id=STUDENT, role="student", dataset="procedural", dataset_params={},
-        dataset_identity="d0", cache_dir="", results_dir=str(folder), metrics=("si_sdr",),
-        teacher_settings={}, pair="width", method="cosine", seed=0,
+    trial = a_student(
+        STUDENT, dataset="procedural", results_dir=str(folder), metrics=("si_sdr",),
+        pair="width", method="cosine",
     )
     store = Store(path)
     store.record(Outcome(trial, "done", scores=[Score("u0", "si_sdr", 1.0, None)]))

@@ -17,6 +17,7 @@ import torchaudio.functional as AF
 from click.testing import CliRunner
 from kdbench_plugins.metrics.sdr_metrics import si_sdr
 from signals import speech_like, white_noise_at_snr
+from stores import a_student
 
 from kdbench.api import ModelSpec, Utterance
 from kdbench.cli import main
@@ -27,7 +28,7 @@ from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry
 from kdbench.run.evaluate import Score
 from kdbench.run.store import Store
-from kdbench.run.trial import Outcome, Trial
+from kdbench.run.trial import Outcome
 from kdbench.train.trainer import train
 
 RATE = 16000
@@ -275,10 +276,10 @@ def test_streaming_latency_is_as_stated(trained: deploy.Student) -> None:
 def _record(
     store: Store, results: Path, trial_id: str, si_sdrs: list[float], status: str = "done"
 ) -> None:
-    trial = Trial(
-        id=trial_id, role="student", dataset="procedural", dataset_params={"sample_rate": RATE},
-        dataset_identity="ds1", cache_dir="", results_dir=str(results), metrics=("si_sdr",),
-        teacher_settings={}, pair="tiny", method="cosine", seed=len(si_sdrs),
+    trial = a_student(
+        trial_id, dataset="procedural", dataset_params={"sample_rate": RATE},
+        dataset_identity="ds1", results_dir=str(results), metrics=("si_sdr",),
+        pair="tiny", method="cosine", seed=len(si_sdrs),
     )
     scores = [Score(f"u{i}", "si_sdr", value, None) for i, value in enumerate(si_sdrs)]
     store.record(Outcome(trial, status, scores=scores))

@@ -13,6 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from kdbench_plugins.executors.local import LocalExecutor, _next_gpu
+from stores import a_student
 from test_runner import TINY, TINY_CLI
 from test_training import SETTINGS, _utterances
 
@@ -23,7 +24,6 @@ from kdbench.cli import main
 from kdbench.config import load_config
 from kdbench.plugin.registry import get_registry
 from kdbench.run.grid import build_grid
-from kdbench.run.trial import Trial
 from kdbench.train.trainer import _checked
 
 TESTS = Path(__file__).parent
@@ -106,7 +106,8 @@ def test_the_device_is_provenance_and_precision_is_identity():
 
     default = ids()
     assert ids("run.device=cpu") == ids("run.device=cuda:3") == ids("run.deterministic=false") == default
-    assert ids("train.precision=fp32") == default
+    assert ids("train.precision=fp32") == ids("train.lr_schedule=constant") == default
+    assert ids("teacher.lr_schedule=cosine") != default
     bf16 = ids("train.precision=bf16")
     students = [key for key in default if key[0] == "student"]
     assert all(bf16[label] != default[label] for label in students)
@@ -220,10 +221,10 @@ def test_an_item_runs_on_a_node_from_shipped_inputs_and_its_outputs_come_home(tm
 
 
 def test_a_score_only_student_takes_its_weights_to_the_node_and_brings_nothing_back(tmp_path):
-    trained = Trial(
-        id="abc", role="student", dataset="d", dataset_params={}, dataset_identity="d0",
-        cache_dir=str(tmp_path / "cache"), results_dir=str(tmp_path / "results"), metrics=("m",),
-        teacher_settings={"seed": 0}, teacher_spec={"family": "unet", "params": {}},
+    trained = a_student(
+        "abc", cache_dir=str(tmp_path / "cache"), results_dir=str(tmp_path / "results"),
+        teacher_settings={"seed": 0, "checkpoint": "best_valid"},
+        teacher_spec={"family": "unet", "params": {}},
     )
     assert set(trained.node_inputs()) == {"teacher"}
     assert trained.node_outputs() == {"student": tmp_path / "results" / "students" / "abc.pt"}

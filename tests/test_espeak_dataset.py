@@ -31,6 +31,7 @@ from kdbench.api import (
 )
 from kdbench.cli import main
 from kdbench.plugin.registry import make_registry
+from kdbench.testing import prepare_dataset
 
 TINY: dict[str, Any] = {
     "n_train": 3,
@@ -57,7 +58,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(cache: Path) -> PreparedDataset:
-    return EspeakDataset().prepare(TINY, cache)
+    return prepare_dataset(EspeakDataset(), TINY, cache)
 
 
 def _folder(cache: Path) -> Path:
@@ -120,7 +121,7 @@ def test_second_prepare_loads_from_cache_and_verifies_every_file(
     real_hash = espeak_cache.samples_sha256
     monkeypatch.setattr(espeak_corpus, "generate_corpus", no_generation)
     monkeypatch.setattr(espeak_cache, "samples_sha256", counting)
-    again = EspeakDataset().prepare(TINY, cache)
+    again = prepare_dataset(EspeakDataset(), TINY, cache)
     assert again.identity == tiny.identity
     assert len(checked) == 2 * 6
     assert np.array_equal(again.splits["test"][1].noisy, tiny.splits["test"][1].noisy)
@@ -128,7 +129,7 @@ def test_second_prepare_loads_from_cache_and_verifies_every_file(
 
 def _set_aside_and_regenerated(copy: Path, tiny: PreparedDataset, tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="kdbench.files.cache"):
-        again = EspeakDataset().prepare(TINY, tmp_path)
+        again = prepare_dataset(EspeakDataset(), TINY, tmp_path)
     assert again.identity == tiny.identity
     assert np.array_equal(again.splits["valid"][0].noisy, tiny.splits["valid"][0].noisy)
     assert len(list(tmp_path.glob(f"{copy.name}.corrupt-*"))) == 1
@@ -169,7 +170,7 @@ def test_two_fresh_generations_are_sample_identical(
     """eSpeak NG carries state between calls and seeds its noise from the clock; with a
     fresh process per shard and a seeded noise generator, generating again must give the
     same samples (the same content hash, hence the same identity)."""
-    again = EspeakDataset().prepare(TINY, tmp_path)
+    again = prepare_dataset(EspeakDataset(), TINY, tmp_path)
     assert again.identity == tiny.identity
     for split, utterances in tiny.splits.items():
         for first, second in zip(utterances, again.splits[split]):
@@ -180,7 +181,7 @@ def test_two_fresh_generations_are_sample_identical(
 
 def test_too_many_voices_for_the_variants_is_a_config_error(cache: Path) -> None:
     with pytest.raises(ConfigError, match="splits never share one"):
-        EspeakDataset().prepare({**TINY, "variants": ["m1", "m2", "f1"]}, cache)
+        prepare_dataset(EspeakDataset(), {**TINY, "variants": ["m1", "m2", "f1"]}, cache)
 
 
 def test_missing_extra_names_the_install_command(
@@ -188,7 +189,7 @@ def test_missing_extra_names_the_install_command(
 ) -> None:
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)
     with pytest.raises(ConfigError, match=r"pip install 'kdbench\[espeak\]'"):
-        EspeakDataset().prepare(TINY, tmp_path)
+        prepare_dataset(EspeakDataset(), TINY, tmp_path)
 
 
 def test_dataset_registers_and_lists_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

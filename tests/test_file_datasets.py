@@ -12,6 +12,7 @@ from kdbench_plugins.datasets import files
 from kdbench_plugins.datasets.files import FoldersDataset, MixDataset, VoiceBankDataset
 
 from kdbench.api import AudioError, ConfigError, write_audio
+from kdbench.testing import prepare_dataset
 
 RATE = 8000
 
@@ -36,7 +37,7 @@ def flat_folder(root: Path, count: int = 10) -> Path:
 
 
 def folders(root: Path, cache: Path, **params):
-    return FoldersDataset().prepare({"root": str(root), "sample_rate": RATE, **params}, cache)
+    return prepare_dataset(FoldersDataset(), {"root": str(root), "sample_rate": RATE, **params}, cache)
 
 
 def test_registers_three_datasets() -> None:
@@ -109,7 +110,7 @@ def test_folders_missing_folder_names_path_and_layout(tmp_path: Path) -> None:
 
 def test_folders_root_not_set(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"dataset\.folders\.root: not set"):
-        FoldersDataset().prepare({}, tmp_path)
+        prepare_dataset(FoldersDataset(), {}, tmp_path)
 
 
 def test_folders_unmatched_file_is_named(tmp_path: Path) -> None:
@@ -180,7 +181,7 @@ def make_voicebank(root: Path) -> None:
 def test_voicebank_resamples_and_holds_out_speakers(tmp_path: Path) -> None:
     root = tmp_path / "vb"
     make_voicebank(root)
-    prepared = VoiceBankDataset().prepare({"root": str(root)}, tmp_path / "cache")
+    prepared = prepare_dataset(VoiceBankDataset(), {"root": str(root)}, tmp_path / "cache")
     assert prepared.sample_rate == 16000
     speakers = {s: {u.meta["speaker"] for u in utts} for s, utts in prepared.splits.items()}
     assert speakers == {"train": {"p227", "p228"}, "valid": {"p226", "p287"}, "test": {"p232"}}
@@ -188,7 +189,7 @@ def test_voicebank_resamples_and_holds_out_speakers(tmp_path: Path) -> None:
     assert utterance.clean.shape == (int(0.2 * 16000),)
     assert utterance.id == "test/p232_000"
     with pytest.raises(ConfigError, match="p999"):
-        VoiceBankDataset().prepare({"root": str(root), "valid_speakers": "p226,p999"}, tmp_path)
+        prepare_dataset(VoiceBankDataset(), {"root": str(root), "valid_speakers": "p226,p999"}, tmp_path)
 
 
 def test_voicebank_missing_folder_names_layout(tmp_path: Path) -> None:
@@ -197,7 +198,7 @@ def test_voicebank_missing_folder_names_layout(tmp_path: Path) -> None:
     shutil.rmtree(root / "noisy_testset_wav")
     expected = r"(?s)noisy_testset_wav: folder not found.*ROOT/clean_trainset_28spk_wav"
     with pytest.raises(ConfigError, match=expected):
-        VoiceBankDataset().prepare({"root": str(root)}, tmp_path / "cache")
+        prepare_dataset(VoiceBankDataset(), {"root": str(root)}, tmp_path / "cache")
 
 
 def make_mix_sources(root: Path) -> tuple[Path, Path]:
@@ -222,7 +223,7 @@ def mix(speech: Path, noise: Path, cache: Path, **params):
         "test_count": 6,
         "seconds": 0.2,
     }
-    return MixDataset().prepare({**base, **params}, cache)
+    return prepare_dataset(MixDataset(), {**base, **params}, cache)
 
 
 def test_mix_hits_snr_and_splits_disjointly(tmp_path: Path) -> None:

@@ -97,6 +97,6 @@ def test_hook_kdbench_register_executors(stub_grid):
     from hook_stubs import Reversed
 
     grid, _, trials, _ = stub_grid
-    stages = [[t.id for t in grid.references], [t.id for t in grid.students]]
+    stages = [[t.id for t in grid.anchors], [t.id for t in grid.students]]
     assert Reversed.ran == [tid for stage in stages for tid in reversed(stage)]
     assert len(trials) == len(grid.trials)

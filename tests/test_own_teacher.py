@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import shutil
 import sqlite3
 from pathlib import Path
@@ -93,7 +94,7 @@ def test_a_loaded_teacher_scores_exactly_as_the_one_that_was_saved(
     plain = tmp_path / "state_dict.pt"
     torch.save(load_checkpoint(checkpoint)["state_dict"], plain)
     grid = _grid(plain, session_cache, tmp_path)
-    teacher = next(trial for trial in grid.references if trial.role == "teacher")
+    teacher = next(trial for trial in grid.anchors if trial.role == "teacher")
     outcome = execute(teacher)
     assert outcome.status == "done", outcome.error
     plain_scores = {(score.utterance, score.metric): score.value for score in outcome.scores}
@@ -110,7 +111,7 @@ def test_other_weights_are_another_teacher(trained, tmp_path, session_cache):
 
     def teacher_id(path: Path) -> str:
         grid = _grid(path, session_cache, tmp_path, prepare_datasets=False)
-        return next(trial.id for trial in grid.references if trial.role == "teacher")
+        return next(trial.id for trial in grid.anchors if trial.role == "teacher")
 
     assert teacher_id(edited) != teacher_id(plain)
 
@@ -124,10 +125,31 @@ def test_a_kdbench_checkpoint_that_fails_its_crc_is_refused(trained, tmp_path, s
         _grid(altered, session_cache, tmp_path, prepare_datasets=False)
 
 
-def test_a_loaded_teacher_takes_one_teacher_seed(trained):
+def test_loaded_teachers_take_one_file_per_teacher_seed(trained, tmp_path):
     _, checkpoint = trained
-    with pytest.raises(ConfigError, match="teacher.seeds"):
+    with pytest.raises(ConfigError, match=r"teacher.checkpoint: 1 file\(s\) for 2 teacher seed"):
         load_config("ci", [f"teacher.checkpoint={checkpoint}", "teacher.seeds=0,1"])
+    first = shutil.copy(checkpoint, tmp_path / "first.pt")
+    second = tmp_path / "second.pt"
+    state = load_checkpoint(checkpoint)["state_dict"]
+    torch.save({name: tensor + 1e-3 for name, tensor in state.items()}, second)
+    # A preset names its teachers relative to its own folder, wherever it is run from.
+    preset = tmp_path / "two-teachers.toml"
+    preset.write_text(
+        (Path(str(importlib.resources.files("kdbench_configs") / "ci.toml"))).read_text()
+        .replace("[teacher]", '[teacher]\nseeds = [5, 7]\ncheckpoint = ["first.pt", "second.pt"]')
+    )
+    overrides = [value for flag, value in zip(TINY[::2], TINY[1::2]) if flag == "--set"]
+    config = load_config(str(preset), [*overrides, "run.seeds=0,1,2,3"])
+    assert config.teacher["checkpoint"] == [str(first), str(second)]
+    grid = build_grid(config, get_registry(), tmp_path, tmp_path, prepare_datasets=False)
+    teachers = {trial.teacher_seed: trial for trial in grid.anchors if trial.role == "teacher"}
+    assert sorted(teachers) == [5, 7] and teachers[5].id != teachers[7].id
+    files = {5: str(first), 7: str(second)}
+    for student in grid.students:  # nested: student seed s distils from teacher seeds[s % 2]
+        own = [5, 7][student.seed % 2]
+        assert student.teacher_seed == own
+        assert student.teacher_settings["checkpoint"] == files[own]
 
 
 def test_a_bad_teacher_file_is_an_error_naming_it(tmp_path, monkeypatch, session_cache):

@@ -20,6 +20,7 @@ from kdbench_plugins.datasets.realspeech.plugin import RealSpeechDataset
 
 from kdbench.api import AudioError, ConfigError, PreparedDataset
 from kdbench.cli import main
+from kdbench.testing import prepare_dataset
 
 MANIFEST = json.loads(shipped.MANIFEST.read_text())
 DEFAULT_SNRS = (-5.0, 0.0, 5.0, 10.0)
@@ -27,7 +28,7 @@ DEFAULT_SNRS = (-5.0, 0.0, 5.0, 10.0)
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> PreparedDataset:
-    return RealSpeechDataset().prepare({}, tmp_path_factory.mktemp("realspeech"))
+    return prepare_dataset(RealSpeechDataset(), {}, tmp_path_factory.mktemp("realspeech"))
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +93,8 @@ def test_a_changed_shipped_file_is_refused_naming_it(
 
 
 def test_mixtures_are_bit_identical_across_two_preparations(tmp_path: Path) -> None:
-    first = RealSpeechDataset().prepare({}, tmp_path / "a")
-    second = RealSpeechDataset().prepare({}, tmp_path / "b")
+    first = prepare_dataset(RealSpeechDataset(), {}, tmp_path / "a")
+    second = prepare_dataset(RealSpeechDataset(), {}, tmp_path / "b")
     assert first.identity == second.identity
     a, b = first.splits["test"], second.splits["test"]
     assert [u.id for u in a] == [u.id for u in b]
@@ -105,8 +106,8 @@ def test_mixtures_are_bit_identical_across_two_preparations(tmp_path: Path) -> N
 
 
 def test_identity_follows_the_mixing_settings(prepared: PreparedDataset, tmp_path: Path) -> None:
-    other_seed = RealSpeechDataset().prepare({"seed": 1}, tmp_path)
-    fewer = RealSpeechDataset().prepare({"noises": ["pink"]}, tmp_path)
+    other_seed = prepare_dataset(RealSpeechDataset(), {"seed": 1}, tmp_path)
+    fewer = prepare_dataset(RealSpeechDataset(), {"noises": ["pink"]}, tmp_path)
     assert len({prepared.identity, other_seed.identity, fewer.identity}) == 3
     assert [u.noisy.tobytes() for u in other_seed.splits["test"]] != [
         u.noisy.tobytes() for u in prepared.splits["test"]
@@ -216,4 +217,4 @@ def test_bad_settings_name_the_key(tmp_path: Path) -> None:
     for params, key in (({"per_cell": 0}, "per_cell"), ({"snrs": []}, "snrs"),
                         ({"noises": []}, "noises"), ({"n_train": 5}, "n_train")):
         with pytest.raises(ConfigError, match=f"dataset.realspeech.{key}"):
-            RealSpeechDataset().prepare(params, tmp_path)
+            prepare_dataset(RealSpeechDataset(), params, tmp_path)

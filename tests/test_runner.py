@@ -31,7 +31,7 @@ from kdbench.run.evaluate import Score
 from kdbench.run.grid import build_grid
 from kdbench.run.runner import run_grid
 from kdbench.run.store import SCHEMA_VERSION, Store
-from kdbench.run.trial import Outcome, Trial
+from kdbench.run.trial import NoisyTrial, Outcome, Trial
 
 TESTS = Path(__file__).parent
 TINY = [
@@ -79,9 +79,9 @@ def local_store(cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 def fake_trial(index: int) -> Trial:
-    return Trial(
-        id=f"trial-{index:04d}", role="noisy", dataset="d", dataset_params={},
-        dataset_identity="d0", cache_dir="", results_dir="", metrics=("m",), teacher_settings={},
+    return NoisyTrial(
+        id=f"trial-{index:04d}", dataset="d", dataset_params={},
+        dataset_identity="d0", cache_dir="", results_dir="", metrics=("m",),
     )
 
 
@@ -257,7 +257,7 @@ def test_ray_executor_gives_the_local_executors_scores(
     import dataclasses
 
     grid = tiny_grid(tmp_path / "cache", tmp_path)
-    grid.references[0] = dataclasses.replace(grid.references[0], eval_jobs=2)
+    grid.anchors[0] = dataclasses.replace(grid.anchors[0], eval_jobs=2)
     executor = get_registry().get("executors", "ray")
     params = {"address": "", "cpus_per_trial": 0.0, "gpus_per_trial": 0.0, "max_retries": 0}
     store = Store(tmp_path / "results.db")
@@ -278,7 +278,7 @@ def test_status_shows_each_state_and_the_failure_reasons(cache: Path, tmp_path: 
     store_path = tmp_path / "results.db"
     grid = tiny_grid(cache, tmp_path)
     store = Store(store_path)
-    noisy, teacher = grid.references
+    noisy, teacher = grid.anchors
     store.record(Outcome(noisy, "done", started=1.0, finished=2.0))
     store.record(Outcome(teacher, "done", started=1.0, finished=2.0))
     store.record(Outcome(grid.students[0], "failed", error="boom: it broke", started=1, finished=2))

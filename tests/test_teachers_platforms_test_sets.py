@@ -52,7 +52,7 @@ def _grid(cache: Path, results: Path, overrides=(), methods="cosine", seeds=(0, 
 
 def test_several_teacher_seeds_nest_the_student_seeds(tmp_path: Path) -> None:
     _, grid = _grid(tmp_path, tmp_path, ["teacher.seeds=0,1"], seeds=range(4), prepare=False)
-    teachers = {t.teacher_seed: t for t in grid.references if t.role == "teacher"}
+    teachers = {t.teacher_seed: t for t in grid.anchors if t.role == "teacher"}
     assert sorted(teachers) == [0, 1] and teachers[0].id != teachers[1].id
     for student in grid.students:
         assert student.teacher_seed == student.seed % 2
@@ -69,7 +69,7 @@ def test_one_teacher_seed_keeps_the_identity_a_single_seed_setting_had(tmp_path:
     settings = teacher_settings(config, 0)
     assert "seeds" not in settings and settings["seed"] == 0
     assert set(settings) == set(config.teacher) - {"seeds"} | {"seed"}
-    teacher = next(t for t in grid.references if t.role == "teacher")
+    teacher = next(t for t in grid.anchors if t.role == "teacher")
     assert teacher.teacher_settings == settings
 
 
@@ -122,7 +122,7 @@ def test_extra_test_sets_score_every_model_and_are_added_without_retraining(
     data = collect(grid, store, config)
     assert data.datasets == ["procedural", "procedural → test_tones"]
     assert set(data.summary["dataset"]) == set(data.datasets)
-    assert data.reference("procedural → test_tones", "teacher", "si_sdr") is not None
+    assert data.anchor("procedural → test_tones", "teacher", "si_sdr") is not None
     out = io.StringIO()
     render_terminal(data, Console(file=out, width=200))
     assert "procedural → test_tones (tones-v1)" in out.getvalue()

@@ -159,3 +159,28 @@ def test_best_valid_keeps_the_step_with_the_lowest_validation_loss():
     assert not model.training
     kept = validation_loss(model, full_batches(data[:2], 4), "magnitude_l1")
     assert kept == pytest.approx(result.best_valid_loss, rel=1e-6)
+
+
+def test_a_cosine_schedule_decays_the_rate_to_zero_and_changes_the_weights(monkeypatch):
+    rates = []
+    step = torch.optim.Adam.step
+
+    def recording(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording)
+    data = _utterances(4)
+    weights = {}
+    for schedule in ("constant", "cosine"):
+        rates.clear()
+        torch.manual_seed(0)
+        model = build_unet({"channels": [2, 4]})
+        train(model, data, data[:2], {**SETTINGS, "lr_schedule": schedule}, seed=0, sample_rate=RATE)
+        weights[schedule] = torch.cat([p.flatten() for p in model.parameters()])
+        if schedule == "constant":
+            assert rates == [SETTINGS["lr"]] * SETTINGS["steps"]
+        else:  # cosine from lr at the first step towards zero after the last
+            assert rates[0] == SETTINGS["lr"] and rates == sorted(rates, reverse=True)
+            assert rates[-1] == pytest.approx(SETTINGS["lr"] * (1 + math.cos(math.pi * 5 / 6)) / 2)
+    assert not torch.equal(weights["constant"], weights["cosine"])

@@ -127,7 +127,7 @@ def run(
         f"[bold]kdbench {__version__}[/bold] preset {preset}: {len(grid.students)} student "
         f"trial(s) = {len(grid.pairs)} pair(s) × {len(grid.methods)} method(s) "
         f"({', '.join(grid.methods)}) × {len(grid.seeds)} seed(s), plus "
-        f"{len(grid.references)} reference(s); store {escape(str(store.path))}"
+        f"{len(grid.anchors)} anchor trial(s) (noisy input, teachers); store {escape(str(store.path))}"
     )
     report = run_grid(
         grid, store, executor, executor_params, config.run["jobs"], retry_failed, err_console
@@ -169,7 +169,7 @@ def _dry_run(preset, methods, pairs, seeds, overrides, assume_tflops: float) -> 
     cost = estimate(grid, registry)
     console.print(
         f"{cost.students} student trial(s), {cost.teachers} teacher(s), "
-        f"{len(grid.references)} reference trial(s)\n"
+        f"{len(grid.anchors)} anchor trial(s) (noisy input, teachers)\n"
         f"compute: {cost.total_flops / 1e15:.1f} PFLOP (teachers {cost.teacher_flops / 1e15:.1f}, "
         f"students {cost.student_flops / 1e15:.1f}) ≈ {cost.hours(assume_tflops):.1f} GPU-hours "
         f"at an assumed effective {assume_tflops:g} TFLOP/s"

@@ -106,15 +106,15 @@ def read_export(directory: Path, grid: Grid, config: Config) -> LeaderboardData:
     _check_across(across, published_across, directory)
     summary = _summary(results, scores, comparisons)
     n_test = {name: len(prepared.splits["test"]) for name, prepared in grid.datasets.items()}
-    references = results[results["role"] != "student"][["dataset", "role", "metric", "mean", "std"]]
-    references = references.assign(count=references["dataset"].map(n_test)).reset_index(drop=True)
+    anchors = results[results["role"] != "student"][["dataset", "role", "metric", "mean", "std"]]
+    anchors = anchors.assign(count=anchors["dataset"].map(n_test)).reset_index(drop=True)
     teacher = done[done["role"] == "teacher"]
     return LeaderboardData(
         grid=grid,
         config=config,
         trials=_trial_rows(trials),
         scores=scores,
-        references=references,
+        anchors=anchors,
         summary=summary,
         ranks=stats.rank_summary(summary, higher, references=comparisons),
         across_pairs=across,

@@ -62,7 +62,7 @@ def results_frame(data: LeaderboardData) -> pd.DataFrame:
     for dataset in data.datasets:
         for metric in data.metrics:
             for role in ("noisy", "teacher"):
-                ref = data.reference(dataset, role, metric)
+                ref = data.anchor(dataset, role, metric)
                 size = data.teacher_size if role == "teacher" else {}
                 rows.append({
                     "dataset": dataset, "role": role, "pair": "", "method": role,
@@ -131,7 +131,7 @@ def display_tables(data: LeaderboardData) -> list[DisplayTable]:
                 header += [f"Δ {ref}", "p (Holm)", "d_z"]
             rows = []
             for role, label in (("noisy", "noisy input"), ("teacher", "teacher")):
-                ref_row = data.reference(dataset, role, metric)
+                ref_row = data.anchor(dataset, role, metric)
                 size = data.teacher_size if role == "teacher" else {}
                 rows.append([
                     Cell("reference"), Cell(label), Cell(format_count(size.get("params"))),

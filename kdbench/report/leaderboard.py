@@ -74,7 +74,7 @@ class LeaderboardData:
     config: Config
     trials: pd.DataFrame
     scores: pd.DataFrame
-    references: pd.DataFrame
+    anchors: pd.DataFrame
     summary: pd.DataFrame
     ranks: pd.DataFrame
     across_pairs: pd.DataFrame
@@ -127,10 +127,13 @@ class LeaderboardData:
         ]
         return rows.iloc[0] if len(rows) else None
 
-    def reference(self, dataset: str, role: str, metric: str) -> pd.Series | None:
-        refs = self.references
-        chosen = (refs["dataset"] == dataset) & (refs["role"] == role) & (refs["metric"] == metric)
-        rows = refs[chosen]
+    def anchor(self, dataset: str, role: str, metric: str) -> pd.Series | None:
+        """The noisy input's or the teachers' score summary (`role`) in one block."""
+        anchors = self.anchors
+        chosen = (
+            (anchors["dataset"] == dataset) & (anchors["role"] == role) & (anchors["metric"] == metric)
+        )
+        rows = anchors[chosen]
         return rows.iloc[0] if len(rows) else None
 
     def across(self, dataset: str, metric: str, method: str, ref: str) -> pd.Series | None:
@@ -146,7 +149,7 @@ class LeaderboardData:
 
     @property
     def comparisons(self) -> list[str]:
-        """The references every table compares with: the first control and the baseline."""
+        """The reference methods every table compares with: the first control and the baseline."""
         return [ref for ref in dict.fromkeys([self.control, self.baseline]) if ref]
 
 
@@ -222,7 +225,7 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
     student_scores = students[
         ["dataset", "test_set", "pair", "method", "teacher", "seed", "utterance", "metric", "value"]
     ].astype({"seed": int, "teacher": int})
-    references = (
+    anchors = (
         merged[merged["role"] != "student"]
         .groupby(["dataset", "role", "metric"])["value"]
         .agg(["mean", "std", "count"])
@@ -262,7 +265,7 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         config=config,
         trials=trials,
         scores=student_scores,
-        references=references,
+        anchors=anchors,
         summary=summary,
         ranks=_ranks(summary, higher, comparisons),
         across_pairs=_across_pairs(student_scores, higher, comparisons),
@@ -328,9 +331,9 @@ def select(
             & summary["metric"].isin(shown.metrics)
             & summary["method"].isin(shown.methods)
         ].reset_index(drop=True)
-    refs = data.references
-    shown.references = refs[
-        refs["dataset"].isin(shown.datasets) & refs["metric"].isin(shown.metrics)
+    anchors = data.anchors
+    shown.anchors = anchors[
+        anchors["dataset"].isin(shown.datasets) & anchors["metric"].isin(shown.metrics)
     ]
     shown.summary = summary
     trained_on = {data.blocks[label].dataset for label in shown.datasets}
@@ -439,7 +442,7 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
         for role, label in (("noisy", "noisy input"), ("teacher", "teacher")):
             cells = []
             for metric in data.metrics:
-                ref = data.reference(dataset, role, metric)
+                ref = data.anchor(dataset, role, metric)
                 cells.append(format_number(ref["mean"]) if ref is not None else "—")
             sizes = (
                 [format_count(data.teacher_size.get(k)) for k in ("params", "macs_per_second")]

@@ -39,8 +39,8 @@ from kdbench.plugin.registry import get_registry
 from kdbench.report.leaderboard import LeaderboardData
 from kdbench.run.evaluate import score_utterances
 from kdbench.run.store import Store
-from kdbench.run.trial import Trial
-from kdbench.train.teacher import freeze, teacher_checkpoint, teacher_key
+from kdbench.run.trial import NoisyTrial, StudentTrial, TeacherTrial
+from kdbench.train.teacher import freeze, teacher_file
 
 SNR_BANDS = ((-math.inf, 2.5, "low SNR (< 2.5 dB)"), (2.5, 12.5, "mid SNR (2.5–12.5 dB)"),
              (12.5, math.inf, "high SNR (≥ 12.5 dB)"))
@@ -126,7 +126,7 @@ def choose_utterances(utterances: Sequence[Utterance]) -> list[tuple[str, Uttera
 
 
 def median_seed_trial(data: LeaderboardData, dataset: str, pair: str, method: str,
-                      metric: str) -> tuple[Trial, float] | None:
+                      metric: str) -> tuple[StudentTrial, float] | None:
     """The student whose per-seed mean of `metric` is the median (the lower one for an even
     count; ties by seed), with that mean, or None when no seed has a score."""
     scores = data.scores
@@ -143,17 +143,15 @@ def median_seed_trial(data: LeaderboardData, dataset: str, pair: str, method: st
     return trial, float(value)
 
 
-def _teacher_trial(data: LeaderboardData, dataset: str, pair: str) -> Trial | None:
-    student = next((t for t in data.grid.students if t.dataset == dataset and t.pair == pair),
-                   None)
-    if student is None:
-        return None
-    return next((t for t in data.grid.references if t.role == "teacher" and t.dataset == dataset
-                 and t.teacher_spec == student.teacher_spec), None)
+def _teacher_trial(data: LeaderboardData, student: StudentTrial) -> TeacherTrial | None:
+    """The teacher `student` distilled from (with several teacher seeds, its own one)."""
+    return next((t for t in data.grid.anchors if isinstance(t, TeacherTrial)
+                 and t.dataset == student.dataset and t.teacher_spec == student.teacher_spec
+                 and t.teacher_seed == student.teacher_seed), None)
 
 
-def _noisy_trial(data: LeaderboardData, dataset: str) -> Trial | None:
-    return next((t for t in data.grid.references if t.role == "noisy" and t.dataset == dataset),
+def _noisy_trial(data: LeaderboardData, dataset: str) -> NoisyTrial | None:
+    return next((t for t in data.grid.anchors if isinstance(t, NoisyTrial) and t.dataset == dataset),
                 None)
 
 
@@ -175,20 +173,24 @@ def _sources(data: LeaderboardData, dataset: str, pair: str, metric: str,
     prepared = data.grid.datasets[trained_on]
     noisy = _noisy_trial(data, trained_on)
     sources = [_Source("noisy input", "the mixture", noisy.id if noisy else None, None)]
-    teacher = _teacher_trial(data, trained_on, pair)
-    if teacher is not None:
-        spec = ModelSpec(teacher.teacher_spec["family"], teacher.teacher_spec["params"])
-        key = teacher_key(spec, prepared.identity, teacher.teacher_settings)
-        model = _load(teacher_checkpoint(Path(teacher.cache_dir), key), "teacher", unavailable)
-        if model is not None:
-            sources.append(_Source("teacher", "frozen, as distilled", teacher.id, model,
-                                   teacher.threads))
+    students = []
     for method in data.methods:
         found = median_seed_trial(data, dataset, pair, method, metric)
         if found is None:
             unavailable.append(f"{method}: no scored student on pair {pair}")
-            continue
-        trial, value = found
+        else:
+            students.append((method, *found))
+    # The teacher of the first method's median-seed student: with several teacher seeds the
+    # clip then plays the teacher that student (and every method at its seed) distilled from.
+    teacher = _teacher_trial(data, students[0][1]) if students else None
+    if teacher is not None:
+        spec = ModelSpec(teacher.teacher_spec["family"], teacher.teacher_spec["params"])
+        path = teacher_file(spec, prepared.identity, teacher.teacher_settings, Path(teacher.cache_dir))
+        model = _load(path, "teacher", unavailable)
+        if model is not None:
+            sources.append(_Source("teacher", f"frozen, as distilled (teacher seed "
+                                   f"{teacher.teacher_seed})", teacher.id, model, teacher.threads))
+    for method, trial, value in students:
         path = student_checkpoint(trial.results_dir, trial.id)
         model = _load(path, f"{method} (seed {trial.seed})", unavailable)
         if model is not None:

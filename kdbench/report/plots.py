@@ -226,12 +226,12 @@ def cost_plot(data: LeaderboardData, dataset: str, metric: str, path: Path) -> P
     for pair, (macs, top) in tops.items():
         ax.annotate(pair, (macs, top), xytext=(0, 6), textcoords="offset points",
                     ha="center", fontsize=7, color=_NEUTRAL)
-    teacher = data.reference(dataset, "teacher", metric)
+    teacher = data.anchor(dataset, "teacher", metric)
     teacher_macs = data.teacher_size.get("macs_per_second")
     if teacher is not None and teacher_macs:
         ax.scatter([teacher_macs], [teacher["mean"]], marker="*", s=140, color="black",
                    zorder=4, label="teacher")
-    noisy = data.reference(dataset, "noisy", metric)
+    noisy = data.anchor(dataset, "noisy", metric)
     if noisy is not None:
         ax.axhline(noisy["mean"], color=_NEUTRAL, lw=0.8, ls=":", label="noisy input")
     ax.set_xscale("log")

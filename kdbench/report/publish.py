@@ -13,11 +13,13 @@ import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 import kdbench
 from kdbench.api import version_of
+from kdbench.config import teacher_files
 from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry
 from kdbench.report import hierarchy, stats
@@ -168,7 +170,7 @@ def provenance_section(
     block = data.blocks[dataset]
     prepared = block.tested_on
     params = next(
-        (dict(t.dataset_params) for t in data.grid.references if t.dataset == block.dataset), {}
+        (dict(t.dataset_params) for t in data.grid.anchors if t.dataset == block.dataset), {}
     )
     train, teacher = data.config.train, data.config.teacher
     hours = compute_seconds(data) / 3600
@@ -206,9 +208,7 @@ def provenance_section(
         f"- students (`train.checkpoint = {train['checkpoint']}`): "
         f"{_CHECKPOINT_MEANING[train['checkpoint']]}; {train['steps']} steps, "
         f"validation every {train['valid_every']}.",
-        f"- teacher (`teacher.checkpoint = {teacher['checkpoint']}`): "
-        f"{_CHECKPOINT_MEANING[teacher['checkpoint']]}; {teacher['steps']} steps, "
-        f"seed(s) {', '.join(map(str, teacher['seeds']))}.",
+        _teacher_line(teacher),
         "- The test split is used only for the scores in these tables.",
         "",
         "### Statistics",
@@ -219,6 +219,23 @@ def provenance_section(
     if seed_warning:
         lines += [f"> **Warning:** {seed_warning}", ""]
     return lines
+
+
+def _teacher_line(teacher: dict[str, Any]) -> str:
+    """How the teachers were made: trained here under a policy, or loaded from files."""
+    seeds = ", ".join(map(str, teacher["seeds"]))
+    files = teacher_files(teacher)
+    if not files:
+        return (
+            f"- teacher (`teacher.checkpoint = {teacher['checkpoint']}`): "
+            f"{_CHECKPOINT_MEANING[teacher['checkpoint']]}; {teacher['steps']} steps, "
+            f"seed(s) {seeds}."
+        )
+    loaded = ", ".join(f"seed {seed}: `{Path(path).name}`" for seed, path in files.items())
+    return (
+        f"- teachers loaded from checkpoint files, not trained by this run ({loaded}); "
+        "each file's sha256 is in its trials' ids and its own metadata says how it was trained."
+    )
 
 
 def grid_summary(data: LeaderboardData, dataset: str) -> str:

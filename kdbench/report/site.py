@@ -123,7 +123,7 @@ def _delta_cells(data: LeaderboardData, row: pd.Series, ref: str) -> list[str]:
 
 
 def results_table(data: LeaderboardData, dataset: str) -> str:
-    """Every (pair, method, metric) cell and the references, one row each."""
+    """Every (pair, method, metric) cell and the anchors (noisy input, teachers), one row each."""
     frame = results_frame(data)
     frame = frame[frame["dataset"] == dataset]
     best = best_methods(data)
@@ -146,7 +146,7 @@ def results_table(data: LeaderboardData, dataset: str) -> str:
         spread = f" ± {format_number(row['std'])}" if student else ""
         cells = [
             _cell(test_block(dataset), title=data.blocks[dataset].tested_on.identity),
-            _cell(row["pair"] if student else "reference"),
+            _cell(row["pair"] if student else "anchor"),
             _cell(row["method"] if student else {"noisy": "noisy input"}.get(row["method"], row["method"])),
             _cell(row["metric"]),
             _cell(_count(row["params"]), row["params"], ["num"]),
@@ -160,14 +160,14 @@ def results_table(data: LeaderboardData, dataset: str) -> str:
             cells += (_delta_cells(data, row, ref) if student
                       else [_cell("", math.nan) for _ in range(4)])
         cells.append(_cell("; ".join(flags), classes=["flag"] if flags else ()))
-        classes = [] if student else ["reference"]
+        classes = [] if student else ["anchor"]
         if flags:
             classes.append("incomplete")
         attribute = f' class="{" ".join(classes)}"' if classes else ""
         rows.append(f"<tr{attribute}>{''.join(cells)}</tr>")
     choices = {
         0: ("test block", [test_block(dataset)]),
-        1: ("pair", ["reference", *data.pairs]),
+        1: ("pair", ["anchor", *data.pairs]),
         2: ("method", ["noisy input", "teacher", *data.methods]),
         3: ("metric", list(data.metrics)),
     }

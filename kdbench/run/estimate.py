@@ -19,6 +19,7 @@ from typing import Any
 from kdbench.deploy.cost import macs_per_second
 from kdbench.plugin.registry import Registry
 from kdbench.run.grid import Grid
+from kdbench.run.trial import TeacherTrial
 from kdbench.train.own_teacher import OwnTeacher
 
 TRAINING_PASSES = 3.0
@@ -54,7 +55,7 @@ def estimate(grid: Grid, registry: Registry, sample_rate: int = 16000) -> Estima
         return macs[key]
 
     teacher_flops = 0.0
-    teachers = [trial for trial in grid.references if trial.role == "teacher"]
+    teachers = [trial for trial in grid.anchors if isinstance(trial, TeacherTrial)]
     for trial in teachers:
         if OwnTeacher.from_settings(trial.teacher_settings):
             continue  # loaded, not trained

@@ -1,6 +1,6 @@
-"""The grid: datasets × pairs × methods × seeds, plus the references every table needs.
+"""The grid: datasets × pairs × methods × seeds, plus the anchors every table needs.
 
-References are the noisy input (once per dataset) and each distinct teacher (once per
+Anchors are the noisy input (once per dataset) and each distinct teacher (once per
 teacher spec, dataset and teacher seed); they run as a stage before the students, which
 also makes teacher training happen once however many workers need it.
 
@@ -22,18 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.api import PreparedDataset
-from kdbench.config import Config, identity_settings
+from kdbench.config import Config, identity_settings, teacher_files
 from kdbench.errors import ConfigError
 from kdbench.plugin.registry import Registry
 from kdbench.run.identity import stable_id
-from kdbench.run.trial import TestSet, Trial
+from kdbench.run.trial import NoisyTrial, StudentTrial, TeacherTrial, TestSet, Trial
 from kdbench.train.own_teacher import OwnTeacher
 
 
 @dataclasses.dataclass
 class Grid:
-    references: list[Trial]
-    students: list[Trial]
+    anchors: list[Trial]
+    """The noisy input and the teachers: the floor and the ceiling students are read
+    against (not to be confused with a *reference method*, the control or baseline a
+    method is compared with)."""
+    students: list[StudentTrial]
     datasets: dict[str, PreparedDataset]
     methods: list[str]
     pairs: list[str]
@@ -42,17 +45,17 @@ class Grid:
 
     @property
     def trials(self) -> list[Trial]:
-        return [*self.references, *self.students]
+        return [*self.anchors, *self.students]
 
 
-def _give_teachers_the_idle_cores(references: list[Trial], jobs: int) -> list[Trial]:
+def _give_teachers_the_idle_cores(anchors: list[Trial], jobs: int) -> list[Trial]:
     """Teachers train in a stage of their own, usually one at a time: let each use the
     cores the students will later share, instead of one thread while the others idle."""
-    teachers = sum(1 for trial in references if trial.role == "teacher")
+    teachers = sum(1 for trial in anchors if isinstance(trial, TeacherTrial))
     threads = divide_cores(min(jobs, max(teachers, 1)))
     return [
-        dataclasses.replace(trial, threads=threads) if trial.role == "teacher" else trial
-        for trial in references
+        dataclasses.replace(trial, threads=threads) if isinstance(trial, TeacherTrial) else trial
+        for trial in anchors
     ]
 
 
@@ -90,6 +93,9 @@ def teacher_settings(config: Config, teacher_seed: int) -> dict[str, Any]:
     teacher's own seed, so that a one-seed grid's teacher keeps the identity it had when
     the setting was a single `seed`."""
     settings = {key: value for key, value in config.teacher.items() if key != "seeds"}
+    files = teacher_files(config.teacher)
+    if files:
+        settings["checkpoint"] = files[teacher_seed]
     return {**settings, "seed": teacher_seed}
 
 
@@ -143,7 +149,6 @@ def build_grid(
     teacher_seeds = list(config.teacher["seeds"])
     registry.select("metrics", run["metrics"])
     threads = divide_cores(run["jobs"])
-    own_teacher = OwnTeacher.from_settings(config.teacher)
     common = {
         "cache_dir": str(cache_dir),
         "results_dir": str(results_dir),
@@ -153,8 +158,8 @@ def build_grid(
         "device": run["device"],
         "deterministic": run["deterministic"],
     }
-    references: list[Trial] = []
-    students: list[Trial] = []
+    anchors: list[Trial] = []
+    students: list[StudentTrial] = []
     datasets: dict[str, PreparedDataset] = {}
     test_datasets: dict[str, PreparedDataset] = {}
     for dataset_name in registry.select("datasets", run["datasets"]):
@@ -180,25 +185,25 @@ def build_grid(
             "dataset_identity": identity,
             "test_sets": test_sets,
         }
-        references.append(
-            Trial(
-                id=stable_id("noisy", identity), role="noisy", teacher_settings={}, **base, **common
-            )
+        anchors.append(
+            NoisyTrial(id=stable_id("noisy", identity), **base, **common)
         )
         seen_teachers: set[str] = set()
         for pair_name in pair_names:
             pair = registry.get("pairs", pair_name)
-            teacher_spec = own_teacher.spec(pair.teacher) if own_teacher else pair.teacher
-            teacher = teacher_spec.to_json()
-            teachers, teacher_identities = {}, {}
+            teacher_specs, teachers, teacher_identities = {}, {}, {}
             for teacher_seed in teacher_seeds:
                 settings = teacher_settings(config, teacher_seed)
+                own_teacher = OwnTeacher.from_settings(settings)
                 # A loaded teacher is identified by its file's hash, not by training settings.
                 if own_teacher:
+                    spec = own_teacher.spec(pair.teacher)
                     teacher_identities[teacher_seed] = own_teacher.identity()
                     settings = own_teacher.settings(settings)
                 else:
+                    spec = pair.teacher
                     teacher_identities[teacher_seed] = identity_settings(settings)
+                teacher_specs[teacher_seed] = teacher = spec.to_json()
                 teachers[teacher_seed] = settings
                 teacher_id = stable_id(
                     "teacher",
@@ -212,10 +217,9 @@ def build_grid(
                     if own_teacher:
                         own_teacher.load(registry, pair.teacher)  # a file that does not fit fails now
                     seen_teachers.add(teacher_id)
-                    references.append(
-                        Trial(
+                    anchors.append(
+                        TeacherTrial(
                             id=teacher_id,
-                            role="teacher",
                             teacher_spec=teacher,
                             teacher_settings=settings,
                             teacher_seed=teacher_seed,
@@ -229,7 +233,7 @@ def build_grid(
                     teacher_seed = teacher_seed_of(seed, teacher_seeds)
                     content = {
                         "dataset": identity,
-                        "teacher": teacher,
+                        "teacher": teacher_specs[teacher_seed],
                         "student": pair.student.to_json(),
                         "teacher_settings": teacher_identities[teacher_seed],
                         "method": method_name,
@@ -238,11 +242,10 @@ def build_grid(
                         "train": identity_settings(config.train),
                     }
                     students.append(
-                        Trial(
+                        StudentTrial(
                             id=stable_id("student", content),
-                            role="student",
                             pair=pair_name,
-                            teacher_spec=teacher,
+                            teacher_spec=teacher_specs[teacher_seed],
                             teacher_settings=teachers[teacher_seed],
                             teacher_seed=teacher_seed,
                             student_spec=pair.student.to_json(),
@@ -254,7 +257,7 @@ def build_grid(
                             **common,
                         )
                     )
-    references = _give_teachers_the_idle_cores(references, run["jobs"])
+    anchors = _give_teachers_the_idle_cores(anchors, run["jobs"])
     return Grid(
-        references, students, datasets, method_names, pair_names, seed_list, test_datasets
+        anchors, students, datasets, method_names, pair_names, seed_list, test_datasets
     )

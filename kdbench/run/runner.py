@@ -1,4 +1,4 @@
-"""Runs a grid: skips finished trials, runs references before students, records as it goes.
+"""Runs a grid: skips finished trials, runs the anchors (noisy input, teachers) before students, records as it goes.
 
 Each outcome is written to the store the moment it arrives, so a killed run loses only the
 trials in flight; a rerun computes the same ids and skips what is already there.
@@ -178,7 +178,7 @@ def run_grid(
     report = RunReport()
     started = time.perf_counter()
     stages = [
-        ("references", pending(grid.references, store, retry_failed)),
+        ("anchors", pending(grid.anchors, store, retry_failed)),
         ("students", pending(grid.students, store, retry_failed)),
     ]
     todo = sum(len(trials) for _, trials in stages)

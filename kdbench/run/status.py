@@ -19,7 +19,7 @@ from rich.table import Table
 from kdbench.run import platform
 from kdbench.run.grid import Grid
 from kdbench.run.store import Store
-from kdbench.run.trial import Trial
+from kdbench.run.trial import StudentTrial, TeacherTrial, Trial
 
 STATES = ("done", "running", "interrupted", "failed", "pending", "not_applicable")
 HEADERS = {"not_applicable": "n/a"}
@@ -43,12 +43,12 @@ class GridStatus:
 
 
 def _cell(trial: Trial) -> tuple[str, str, str]:
-    if trial.role == "student":
-        return trial.dataset, str(trial.pair), str(trial.method)
-    if trial.role == "teacher":
-        family = (trial.teacher_spec or {}).get("family", "?")
-        return trial.dataset, "reference", f"teacher {family} {trial.id[:6]}"
-    return trial.dataset, "reference", "noisy input"
+    if isinstance(trial, StudentTrial):
+        return trial.dataset, trial.pair, trial.method
+    if isinstance(trial, TeacherTrial):
+        family = trial.teacher_spec.get("family", "?")
+        return trial.dataset, "anchor", f"teacher {family} {trial.id[:6]}"
+    return trial.dataset, "anchor", "noisy input"
 
 
 def grid_status(grid: Grid, store: Store) -> GridStatus:

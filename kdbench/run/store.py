@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from kdbench.errors import KdbenchError
-from kdbench.run.trial import RUN_SETTINGS, Outcome
+from kdbench.run.trial import RUN_SETTINGS, Outcome, StudentTrial, WithTeacher
 
 SCHEMA_VERSION = 3
 
@@ -363,26 +363,30 @@ class Store:
         """Write a trial and its scores atomically, replacing an earlier failed attempt."""
         trial = outcome.trial
         spec = {
-            key: value
-            for key, value in dataclasses.asdict(trial).items()
-            if key not in RUN_SETTINGS
+            "role": trial.role,
+            **{
+                key: value
+                for key, value in dataclasses.asdict(trial).items()
+                if key not in RUN_SETTINGS
+            },
         }
+        student = trial if isinstance(trial, StudentTrial) else None
         row = (
             trial.id,
             trial.role,
             outcome.status,
             trial.dataset,
             trial.dataset_identity,
-            trial.pair,
-            trial.method,
-            trial.seed,
+            student.pair if student else None,
+            student.method if student else None,
+            student.seed if student else None,
             json.dumps(spec, default=list),
             json.dumps(outcome.model),
             json.dumps(outcome.details, default=str),
             outcome.error,
             outcome.started,
             outcome.finished,
-            trial.teacher_seed,
+            trial.teacher_seed if isinstance(trial, WithTeacher) else None,
             outcome.details.get("platform", {}).get("fingerprint"),
         )
         scores = _score_rows(outcome)

@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,11 +32,10 @@ from kdbench.plugin.registry import get_registry
 from kdbench.run import platform
 from kdbench.run.evaluate import Score, score_utterances
 from kdbench.train.numerics import configure_cuda
-from kdbench.train.teacher import get_teacher, teacher_checkpoint, teacher_key
+from kdbench.train.teacher import get_teacher, teacher_file
 from kdbench.train.teacher_outputs import shared_teacher_outputs
 from kdbench.train.trainer import train
 
-ROLES = ("noisy", "teacher", "student")
 RUN_SETTINGS = frozenset(
     {"cache_dir", "results_dir", "threads", "eval_jobs", "device", "deterministic", "score_only"}
 )
@@ -53,27 +52,20 @@ class TestSet:
     identity: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Trial:
-    """Everything a worker needs to run one trial; `id` hashes what changes its result."""
+    """What every trial has: its dataset, where it runs and what it is scored with; `id`
+    hashes what changes its result. One subclass per kind of trial (its `role`, which
+    the store records): the noisy input, a teacher, a student."""
 
+    role: ClassVar[str]
     id: str
-    role: str
     dataset: str
     dataset_params: Mapping[str, Any]
     dataset_identity: str
     cache_dir: str
     results_dir: str
     metrics: tuple[str, ...]
-    teacher_settings: Mapping[str, Any]
-    pair: str | None = None
-    teacher_spec: Mapping[str, Any] | None = None
-    student_spec: Mapping[str, Any] | None = None
-    method: str | None = None
-    method_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    seed: int | None = None
-    train_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    teacher_seed: int | None = None
     test_sets: tuple[TestSet, ...] = ()
     score_only: tuple[str, ...] = ()
     threads: int = 1
@@ -83,45 +75,99 @@ class Trial:
 
     def label(self) -> str:
         scored_on = f" (scored on {', '.join(self.score_only)})" if self.score_only else ""
-        if self.role == "student":
-            return f"{self.dataset}/{self.pair}/{self.method}/seed {self.seed}{scored_on}"
-        if self.role == "teacher":
-            return f"{self.dataset}/teacher {self.teacher_key_label()}{scored_on}"
-        return f"{self.dataset}/noisy input{scored_on}"
+        return f"{self.dataset}/{self.what()}{scored_on}"
 
-    def teacher_key_label(self) -> str:
-        spec = self.teacher_spec or {}
-        return f"{spec.get('family', '?')} {spec.get('params', {})} seed {self.teacher_seed}"
+    def what(self) -> str:
+        raise NotImplementedError
 
     # How a trial runs on a machine that does not see the driver's disk (NodePortable in
     # kdbench.api.executors): the dataset is prepared again there and checked against its
     # identity; the files below travel with the trial through the executor.
 
     def node_inputs(self) -> dict[str, Path]:
-        """The trained teacher, when the driver has it (a node then need not retrain it),
-        and for a score-only student the weights it scores."""
-        if self.role == "noisy":
-            return {}
-        key = teacher_key(_spec(self.teacher_spec), self.dataset_identity, self.teacher_settings)
-        inputs = {"teacher": teacher_checkpoint(Path(self.cache_dir), key)}
-        if self.role == "student" and self.score_only:
-            inputs["student"] = student_checkpoint(self.results_dir, self.id)
-        return inputs
+        """Files a node needs that the driver has."""
+        return {}
 
     def node_outputs(self) -> dict[str, Path]:
-        """What the driver keeps: a teacher's checkpoint (students elsewhere read it) and a
-        student's weights (`kdbench denoise` and `export` read them); a score-only trial
-        trains nothing and so leaves nothing."""
-        if self.score_only:
-            return {}
-        if self.role == "teacher":
-            return {"teacher": self.node_inputs()["teacher"]}
-        if self.role == "student":
-            return {"student": student_checkpoint(self.results_dir, self.id)}
+        """Files the driver keeps from a node."""
         return {}
 
     def on_node(self, cache_dir: Path, results_dir: Path) -> Trial:
         return dataclasses.replace(self, cache_dir=str(cache_dir), results_dir=str(results_dir))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NoisyTrial(Trial):
+    """The unprocessed input scored like a model: the floor every table starts from."""
+
+    role: ClassVar[str] = "noisy"
+
+    def what(self) -> str:
+        return "noisy input"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WithTeacher(Trial):
+    """A trial that needs a teacher: the teacher itself, or a student of it."""
+
+    teacher_spec: Mapping[str, Any]
+    teacher_settings: Mapping[str, Any]
+    teacher_seed: int
+
+    def teacher_key_label(self) -> str:
+        spec = self.teacher_spec
+        return f"{spec.get('family', '?')} {spec.get('params', {})} seed {self.teacher_seed}"
+
+    def teacher_file(self) -> Path:
+        return teacher_file(
+            _spec(self.teacher_spec), self.dataset_identity, self.teacher_settings, Path(self.cache_dir)
+        )
+
+    def node_inputs(self) -> dict[str, Path]:
+        """The trained teacher, when the driver has it: a node then need not retrain it."""
+        return {"teacher": self.teacher_file()}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TeacherTrial(WithTeacher):
+    """A teacher, trained (or loaded) once and scored: the ceiling students are read against."""
+
+    role: ClassVar[str] = "teacher"
+
+    def what(self) -> str:
+        return f"teacher {self.teacher_key_label()}"
+
+    def node_outputs(self) -> dict[str, Path]:
+        """The teacher's checkpoint: students elsewhere read it (a score-only trial trains
+        nothing and so leaves nothing)."""
+        return {} if self.score_only else {"teacher": self.teacher_file()}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StudentTrial(WithTeacher):
+    """A student of a pair, trained with a KD method (or none) from one seed."""
+
+    role: ClassVar[str] = "student"
+    pair: str
+    student_spec: Mapping[str, Any]
+    method: str
+    method_params: Mapping[str, Any]
+    seed: int
+    train_settings: Mapping[str, Any]
+
+    def what(self) -> str:
+        return f"{self.pair}/{self.method}/seed {self.seed}"
+
+    def node_inputs(self) -> dict[str, Path]:
+        """The teacher, and for a score-only student the weights it scores."""
+        inputs = super().node_inputs()
+        if self.score_only:
+            inputs["student"] = student_checkpoint(self.results_dir, self.id)
+        return inputs
+
+    def node_outputs(self) -> dict[str, Path]:
+        """The student's weights (`kdbench denoise` and `export` read them)."""
+        return {} if self.score_only else {"student": student_checkpoint(self.results_dir, self.id)}
 
 
 @dataclasses.dataclass
@@ -174,8 +220,7 @@ def test_splits(trial: Trial, dataset: PreparedDataset) -> list[tuple[str, Prepa
     return own + extra
 
 
-def _spec(raw: Mapping[str, Any] | None) -> ModelSpec:
-    assert raw is not None
+def _spec(raw: Mapping[str, Any]) -> ModelSpec:
     return ModelSpec(raw["family"], raw["params"])
 
 
@@ -235,7 +280,7 @@ def _teacher_outputs_folder(trial: Trial, key: str, device: torch.device) -> Pat
 
 
 def _run_teacher(
-    trial: Trial,
+    trial: TeacherTrial,
     dataset: PreparedDataset,
     outcome: Outcome,
     on_step: Callable[[int, int], None] | None,
@@ -252,7 +297,7 @@ def _run_teacher(
 
 
 def _run_student(
-    trial: Trial,
+    trial: StudentTrial,
     dataset: PreparedDataset,
     outcome: Outcome,
     on_step: Callable[[int, int], None] | None,
@@ -268,7 +313,7 @@ def _run_student(
         )
         outcome.details["teacher"] = meta
     student_spec = _spec(trial.student_spec)
-    torch.manual_seed(int(trial.seed or 0))
+    torch.manual_seed(trial.seed)
     student = registry.get("models", student_spec.family).build(student_spec.params).to(device)
     crop = int(round(trial.train_settings["crop_seconds"] * dataset.sample_rate))
     if teacher is None:
@@ -286,7 +331,7 @@ def _run_student(
         dataset.splits["train"],
         dataset.splits["valid"],
         trial.train_settings,
-        seed=int(trial.seed or 0),
+        seed=trial.seed,
         sample_rate=dataset.sample_rate,
         kd_loss=kd_loss,
         teacher=teacher,
@@ -323,10 +368,10 @@ def _run_score_only(
     """Score a finished trial's model on test sets added since it ran, without training:
     the student from its saved checkpoint, the teacher from the teacher cache."""
     registry = get_registry()
-    if trial.role == "noisy":
+    if isinstance(trial, NoisyTrial):
         outcome.scores = _score(trial, dataset, _noisy_inputs)
         return
-    if trial.role == "teacher":
+    if isinstance(trial, TeacherTrial):
         model, _ = get_teacher(
             registry, _spec(trial.teacher_spec), dataset, trial.teacher_settings,
             Path(trial.cache_dir), device=device,
@@ -367,11 +412,12 @@ def execute(trial: Trial, on_step: Callable[[int, int], None] | None = None) -> 
         dataset = prepared_dataset(trial)
         if trial.score_only:
             _run_score_only(trial, dataset, outcome, device)
-        elif trial.role == "noisy":
+        elif isinstance(trial, NoisyTrial):
             _run_noisy(trial, dataset, outcome)
-        elif trial.role == "teacher":
+        elif isinstance(trial, TeacherTrial):
             _run_teacher(trial, dataset, outcome, on_step, device)
         else:
+            assert isinstance(trial, StudentTrial)
             _run_student(trial, dataset, outcome, on_step, device)
     except NotApplicable as exc:
         outcome.status, outcome.error = "not_applicable", str(exc)

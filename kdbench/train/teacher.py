@@ -37,6 +37,16 @@ def teacher_checkpoint(cache_dir: Path, key: str) -> Path:
     return Path(cache_dir) / "teachers" / f"{key}.pt"
 
 
+def teacher_file(
+    spec: ModelSpec, dataset_identity: str, settings: Mapping[str, Any], cache_dir: Path
+) -> Path:
+    """Where a teacher's weights lie: the file `teacher.checkpoint` names, or the cache."""
+    own = OwnTeacher.from_settings(settings)
+    if own is not None:
+        return own.path
+    return teacher_checkpoint(cache_dir, teacher_key(spec, dataset_identity, settings))
+
+
 def freeze(model: Denoiser) -> Denoiser:
     model.eval()
     for parameter in model.parameters():

@@ -42,7 +42,6 @@ from kdbench.api import (
     Utterance,
     hookimpl,
     load_or_build,
-    resolve_params,
 )
 
 ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
@@ -150,7 +149,7 @@ class EspeakDataset(Dataset):
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Load and verify the cached corpus for these settings, generating it if absent."""
-        resolved = resolve_params(f"dataset.{self.name}", self.params, params)
+        resolved = params
         try:
             installed = espeak_engine.available_variants()
             versions = espeak_engine.versions()

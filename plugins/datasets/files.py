@@ -36,7 +36,6 @@ from kdbench.api import (
     PreparedDataset,
     Utterance,
     hookimpl,
-    resolve_params,
 )
 
 FOLDERS_LAYOUT = (
@@ -156,13 +155,10 @@ class FoldersDataset(_FileDataset):
         return seeded_split(pairs_in(root), fractions, p["seed"], str(root))
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
-        """Accepts partial params too (they are resolved again), so tests and scripts can
-        call it directly."""
-        p = resolve_params(f"dataset.{self.name}", self.params, params)
-        layout = FOLDERS_LAYOUT.format(clean=p["clean_dir"], noisy=p["noisy_dir"])
-        root = require_root(p["root"], f"dataset.{self.name}.root", layout)
-        pairs = self._pairs(root, p, layout)
-        return self._from_pairs(root, p, pairs, cache_dir)
+        layout = FOLDERS_LAYOUT.format(clean=params["clean_dir"], noisy=params["noisy_dir"])
+        root = require_root(params["root"], f"dataset.{self.name}.root", layout)
+        pairs = self._pairs(root, params, layout)
+        return self._from_pairs(root, params, pairs, cache_dir)
 
 
 class VoiceBankDataset(_FileDataset):
@@ -179,9 +175,7 @@ class VoiceBankDataset(_FileDataset):
     }
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
-        """Accepts partial params too (they are resolved again)."""
-        p = resolve_params(f"dataset.{self.name}", self.params, params)
-        root = require_root(p["root"], f"dataset.{self.name}.root", VOICEBANK_LAYOUT)
+        root = require_root(params["root"], f"dataset.{self.name}.root", VOICEBANK_LAYOUT)
         found = {
             split: pair_by_name(
                 require_dir(root / clean, VOICEBANK_LAYOUT),
@@ -189,7 +183,7 @@ class VoiceBankDataset(_FileDataset):
             )
             for split, (clean, noisy) in VOICEBANK_DIRS.items()
         }
-        held_out = set(p["valid_speakers"])
+        held_out = set(params["valid_speakers"])
         speakers = {speaker_of(pair.name) for pair in found["train"]}
         unknown = sorted(held_out - speakers)
         if unknown:
@@ -203,7 +197,7 @@ class VoiceBankDataset(_FileDataset):
             "valid": [pair for pair in found["train"] if speaker_of(pair.name) in held_out],
             "test": found["test"],
         }
-        return self._from_pairs(root, p, pairs, cache_dir)
+        return self._from_pairs(root, params, pairs, cache_dir)
 
 
 def _fit_length(
@@ -247,40 +241,38 @@ class MixDataset(_FileDataset):
         return snrs
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
-        """Accepts partial params too (they are resolved again)."""
         owner = f"dataset.{self.name}"
-        p = resolve_params(owner, self.params, params)
-        snrs = self._snrs(p["snrs"])
-        if p["seconds"] <= 0:
-            raise ConfigError(f"{owner}.seconds: must be positive, got {p['seconds']}")
-        check_fractions(owner, p["valid_fraction"], p["test_fraction"])
-        speech_root = require_root(p["speech_dir"], f"{owner}.speech_dir", MIX_LAYOUT)
-        noise_root = require_root(p["noise_dir"], f"{owner}.noise_dir", MIX_LAYOUT)
+        snrs = self._snrs(params["snrs"])
+        if params["seconds"] <= 0:
+            raise ConfigError(f"{owner}.seconds: must be positive, got {params['seconds']}")
+        check_fractions(owner, params["valid_fraction"], params["test_fraction"])
+        speech_root = require_root(params["speech_dir"], f"{owner}.speech_dir", MIX_LAYOUT)
+        noise_root = require_root(params["noise_dir"], f"{owner}.noise_dir", MIX_LAYOUT)
         speech_files, noise_files = list_audio(speech_root), list_audio(noise_root)
         for folder, files in ((speech_root, speech_files), (noise_root, noise_files)):
             if not files:
                 raise ConfigError(f"{folder}: no audio files; expected layout: {MIX_LAYOUT}")
         identity = dataset_identity(
             self.recipe,
-            _without(p, "speech_dir", "noise_dir"),
+            _without(params, "speech_dir", "noise_dir"),
             [(f"speech/{name}", path) for name, path in speech_files.items()]
             + [(f"noise/{name}", path) for name, path in noise_files.items()],
             cache_dir,
         )
-        fractions = {"valid": p["valid_fraction"], "test": p["test_fraction"]}
-        speech_split = seeded_split(list(speech_files), fractions, p["seed"], str(speech_root))
-        noise_split = seeded_split(list(noise_files), fractions, p["seed"] + 1, str(noise_root))
+        fractions = {"valid": params["valid_fraction"], "test": params["test_fraction"]}
+        speech_split = seeded_split(list(speech_files), fractions, params["seed"], str(speech_root))
+        noise_split = seeded_split(list(noise_files), fractions, params["seed"] + 1, str(noise_root))
         splits = {}
         for index, split in enumerate(SPLITS):
-            rng = np.random.default_rng([p["seed"], index])
+            rng = np.random.default_rng([params["seed"], index])
             speech = load_files(
-                [speech_files[n] for n in speech_split[split]], p["sample_rate"], p["on_error"]
+                [speech_files[n] for n in speech_split[split]], params["sample_rate"], params["on_error"]
             )
             noise = load_files(
-                [noise_files[n] for n in noise_split[split]], p["sample_rate"], p["on_error"]
+                [noise_files[n] for n in noise_split[split]], params["sample_rate"], params["on_error"]
             )
-            splits[split] = self._mixtures(split, p[f"{split}_count"], speech, noise, snrs, p, rng)
-        return self._prepared(identity, p["sample_rate"], splits)
+            splits[split] = self._mixtures(split, params[f"{split}_count"], speech, noise, snrs, params, rng)
+        return self._prepared(identity, params["sample_rate"], splits)
 
     def _mixtures(
         self,

@@ -41,7 +41,6 @@ from kdbench.api import (
     Utterance,
     hookimpl,
     load_or_build,
-    resolve_params,
     staged_directory,
 )
 
@@ -117,7 +116,7 @@ class ProceduralDataset(Dataset):
         "seed": Param(0, "corpus seed: talkers, sentences and noise instances", int),
         "noises": Param(list(NOISE_TYPES), "noise types drawn uniformly", list, NOISE_TYPES),
         "generator": Param(DEFAULT_GENERATOR, "generator version: 2 = classic source-filter "
-                           "speech, dry; 3 = articulated speech (consonant spectra, syllable "
+                           "speech, dry; 3 (default) = articulated speech (consonant spectra, syllable "
                            "levels, tempo, vowel reduction, creak) and rooms", int,
                            tuple(GENERATOR_STYLES)),
         "rooms": Param(0.5, "generator 3: share of utterances recorded in a reverberant room "
@@ -126,7 +125,7 @@ class ProceduralDataset(Dataset):
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Load the cached corpus for these settings, generating it first if absent."""
-        settings = corpus_settings(resolve_params(f"dataset.{self.name}", self.params, params))
+        settings = corpus_settings(params)
         ident = identity(settings)
         folder = Path(cache_dir) / f"procedural-{ident}"
         splits = load_or_build(

@@ -29,7 +29,6 @@ from kdbench.api import (
     PreparedDataset,
     Utterance,
     hookimpl,
-    resolve_params,
 )
 
 NAME = "realspeech"
@@ -107,7 +106,7 @@ class RealSpeechDataset(Dataset):
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Mix the shipped recordings; `cache_dir` is unused (see the module docstring)."""
-        settings = mix_settings(resolve_params(f"dataset.{self.name}", self.params, params))
+        settings = mix_settings(params)
         manifest = shipped.manifest_bytes()
         test = mix_all(shipped.load_recordings(), settings)
         return PreparedDataset(
