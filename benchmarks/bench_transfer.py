@@ -35,7 +35,7 @@ from _report import markdown_table, provenance, update_section
 from rich.console import Console
 
 from kdbench.api import PreparedDataset
-from kdbench.config import Config, load_config
+from kdbench.config import Config, load_config, teacher_files
 from kdbench.files.cache import cache_root
 from kdbench.plugin.registry import get_registry
 from kdbench.run.grid import Grid, build_grid
@@ -187,6 +187,15 @@ def targets(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _teachers(config: Config) -> str:
+    """How the grid's teachers were made: trained by the preset, or loaded from its files."""
+    files = teacher_files(config.teacher)
+    if files:
+        names = ", ".join(Path(path).name for path in files.values())
+        return f"the preset's teachers loaded, not trained ({names})"
+    return f"the quick teacher (its preset's {config.teacher['steps']} steps)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", required=True,
@@ -238,8 +247,7 @@ def main() -> None:
         provenance(),
         f"Candidate: dataset `{args.dataset}` {settings}, identity `{prepared.identity}`"
         + (f". {args.note}" if args.note else "") + ".",
-        (f"Trained: the quick teacher (its preset's {config.teacher['steps']} steps) and "
-         f"`none` students of pair(s) {', '.join(grid.pairs)} at seed(s) "
+        (f"Trained: {_teachers(config)} and `none` students of pair(s) {', '.join(grid.pairs)} at seed(s) "
          f"{', '.join(map(str, seeds))}; scored on `{REAL}` ({len(real.splits['test'])} "
          f"mixtures, identity `{real.identity}`) and on the candidate's test split "
          f"({len(prepared.splits['test'])} utterances, {dry} dry). "
