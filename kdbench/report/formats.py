@@ -134,7 +134,7 @@ def display_tables(data: LeaderboardData) -> list[DisplayTable]:
                 ref_row = data.anchor(dataset, role, metric)
                 size = data.teacher_size if role == "teacher" else {}
                 rows.append([
-                    Cell("reference"), Cell(label), Cell(format_count(size.get("params"))),
+                    Cell("anchor"), Cell(label), Cell(format_count(size.get("params"))),
                     Cell(format_count(size.get("macs_per_second"))), Cell("—"),
                     Cell(format_number(None if ref_row is None else ref_row["mean"])),
                     *[Cell("") for _ in range(3 * len(data.comparisons))],

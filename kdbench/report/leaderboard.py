@@ -442,14 +442,14 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
         for role, label in (("noisy", "noisy input"), ("teacher", "teacher")):
             cells = []
             for metric in data.metrics:
-                ref = data.anchor(dataset, role, metric)
-                cells.append(format_number(ref["mean"]) if ref is not None else "—")
+                anchor = data.anchor(dataset, role, metric)
+                cells.append(format_number(anchor["mean"]) if anchor is not None else "—")
             sizes = (
                 [format_count(data.teacher_size.get(k)) for k in ("params", "macs_per_second")]
                 if role == "teacher"
                 else ["—", "—"]
             )
-            table.add_row("[dim]ref[/dim]", f"[dim]{label}[/dim]", *sizes, *cells)
+            table.add_row("[dim]anchor[/dim]", f"[dim]{label}[/dim]", *sizes, *cells)
         for pair in data.pairs:
             table.add_section()
             for method in data.methods:
