@@ -3,6 +3,7 @@
     .venv/bin/python tools/train_teachers.py train [--seed N]   # (re)train, write file + manifest
     .venv/bin/python tools/train_teachers.py check              # files, hashes, keys, scores
     .venv/bin/python tools/train_teachers.py check --retrain    # ... and train each one again
+                                                   # (--seed N: that teacher only)
 
 A teacher worth distilling from takes longer to train than the README's main job may last on
 two cores, so the quick preset loads teachers that kdbench trained (`teacher.checkpoint`)
@@ -195,6 +196,8 @@ def check_command(args: argparse.Namespace) -> int:
     problems = []
     for seed_text, entry in sorted(manifest["teachers"].items()):
         seed = int(seed_text)
+        if args.seed is not None and seed != args.seed:
+            continue
         problems += check_teacher(seed, entry, Path(args.cache))
         if args.retrain:
             problems += retrain_and_compare(seed, entry)
@@ -248,6 +251,7 @@ def main() -> int:
     train.add_argument("--seed", type=int)
     check = commands.add_parser("check")
     check.add_argument("--retrain", action="store_true")
+    check.add_argument("--seed", type=int, help="check this teacher seed only")
     args = parser.parse_args()
     return train_command(args) if args.command == "train" else check_command(args)
 
