@@ -288,6 +288,7 @@ def load_config(
     from kdbench.plugin.registry import get_registry
 
     registry = registry or get_registry()
+    overrides = list(overrides)  # read twice: applied, then asked where teacher files are named
     raw = apply_overrides(read_preset(preset), overrides)
     allowed_sections = sorted([*CORE_SECTIONS, *PLUGIN_SECTIONS])
     for section in raw:
@@ -302,7 +303,7 @@ def load_config(
         section: resolve_params(section, params, raw.get(section, {}))
         for section, params in CORE_SECTIONS.items()
     }
-    from_command_line = any(item.partition("=")[0].strip() == "teacher.checkpoint" for item in overrides)
+    from_command_line = any(_parse_override(item)[0] == ["teacher", "checkpoint"] for item in overrides)
     resolved["teacher"]["checkpoint"] = _teacher_checkpoint(
         resolved["teacher"]["checkpoint"], Path.cwd() if from_command_line else preset_folder(preset)
     )

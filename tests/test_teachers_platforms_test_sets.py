@@ -12,6 +12,7 @@ import pandas.testing as pd_testing
 import pytest
 from kdbench_plugins.executors.local import LocalExecutor
 from rich.console import Console
+from test_runner import TINY
 
 from kdbench.config import load_config
 from kdbench.plugin.registry import get_registry
@@ -20,16 +21,6 @@ from kdbench.run import platform
 from kdbench.run.grid import build_grid, teacher_settings
 from kdbench.run.runner import run_grid
 from kdbench.run.store import Store
-
-TINY = [
-    "train.steps=2",
-    "teacher.steps=2",
-    "run.pairs=width",
-    "run.metrics=si_sdr",
-    "dataset.procedural.n_train=4",
-    "dataset.procedural.n_valid=2",
-    "dataset.procedural.n_test=2",
-]
 
 
 @pytest.fixture

@@ -38,11 +38,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 import torch
 
 from kdbench.config import load_config
@@ -53,6 +53,7 @@ from kdbench.run.evaluate import score_utterances
 from kdbench.run.grid import select_pairs, teacher_settings
 from kdbench.run.identity import file_sha256
 from kdbench.run.platform import describe
+from kdbench.run.trial import denoise_utterances
 from kdbench.train.teacher import get_teacher, teacher_key
 
 TEACHERS = Path(__file__).resolve().parent.parent / "configs" / "teachers"
@@ -100,26 +101,32 @@ def _setup(seed: int, cache_dir: Path) -> tuple[Any, Any, Any, dict[str, Any]]:
     return registry, pair.teacher, dataset, teacher_settings(config, seed)
 
 
-def validation_scores(model: Any, dataset: Any, count: int | None = None) -> list[dict[str, Any]]:
-    """Per-utterance validation scores (never the test split: these choose nothing either,
-    they only let a reader and `check` compare teachers)."""
+def validation_scores(
+    model: Any | None, dataset: Any, count: int | None = None
+) -> list[dict[str, Any]]:
+    """Per-utterance validation scores of `model` (None: of the noisy input itself). Never
+    the test split: these choose nothing either, they let a reader and `check` compare
+    teachers."""
     registry = get_registry()
     metrics = [registry.get("metrics", name) for name in VALID_METRICS]
     utterances = dataset.splits["valid"][:count]
-    items = []
-    with torch.inference_mode():
-        for utterance in utterances:
-            noisy = torch.from_numpy(np.asarray(utterance.noisy, dtype=np.float32))[None]
-            items.append(
-                (utterance.id, np.asarray(utterance.clean, np.float32), model.denoise(noisy)[0].numpy())
-            )
+    estimates = (
+        [np.asarray(u.noisy, np.float32) for u in utterances]
+        if model is None
+        else denoise_utterances(model, utterances)
+    )
+    items = [
+        (utterance.id, np.asarray(utterance.clean, np.float32), estimate)
+        for utterance, estimate in zip(utterances, estimates)
+    ]
     return [
         {"utterance": s.utterance, "metric": s.metric, "value": s.value}
         for s in score_utterances(metrics, items, dataset.sample_rate, jobs=1)
     ]
 
 
-def _means(scores: list[dict[str, Any]]) -> dict[str, float]:
+def means(scores: list[dict[str, Any]]) -> dict[str, float]:
+    """Each metric's mean over the utterances of `validation_scores`."""
     return {
         metric: float(np.mean([s["value"] for s in scores if s["metric"] == metric]))
         for metric in VALID_METRICS
@@ -178,7 +185,7 @@ def train_command(args: argparse.Namespace) -> int:
             "best_valid_loss": meta["best_valid_loss"],
             "train_seconds": round(meta["train_seconds"], 1),
             "history": meta["history"],
-            "valid_means": _means(scores),
+            "valid_means": means(scores),
             "valid_checked": scores[: CHECKED_UTTERANCES * len(VALID_METRICS)],
             "command": " ".join(["python", *sys.argv]),
             "commit": _commit(),
@@ -235,9 +242,9 @@ def retrain_and_compare(seed: int, entry: dict[str, Any]) -> list[str]:
         model, _meta, dataset, _key = _train(seed, Path(scratch))
         same_platform = describe("cpu")["fingerprint"] == entry["platform"]["fingerprint"]
         identical = weights_digest(model) == entry["weights_sha256"]
-        means = _means(validation_scores(model, dataset))
+        retrained = means(validation_scores(model, dataset))
     print(f"seed {seed}: shipped valid {entry['valid_means']}")
-    print(f"seed {seed}: retrained    {means} (weights identical: {identical})")
+    print(f"seed {seed}: retrained    {retrained} (weights identical: {identical})")
     if same_platform and not identical:
         return [f"seed {seed}: retrained on the recording platform but the weights differ"]
     return []

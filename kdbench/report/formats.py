@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -189,37 +190,40 @@ def rank_table(data: LeaderboardData, dataset: str) -> DisplayTable:
     return DisplayTable(f"{dataset} — rank summary across pairs", header, rows)
 
 
-def across_pairs_table(data: LeaderboardData, dataset: str) -> DisplayTable:
-    """Each method vs each reference with every (pair, seed) as one unit, for one dataset."""
+def _comparison_table(
+    data: LeaderboardData, title: str, columns: Sequence[str],
+    cells: Callable[[str, str, str], list[str]],
+) -> DisplayTable:
+    """One row per (metric, method), `columns` per reference method, filled by `cells`."""
     header = ["metric", "method"]
     for ref in data.comparisons:
-        header += [f"Δ vs {ref}", "better / units", "p (Holm)"]
+        header += [f"Δ vs {ref}", *columns]
     rows = [
-        [Cell(metric), Cell(method)] + [
-            Cell(text) for ref in data.comparisons
-            for text in across_pairs_cells(data, dataset, metric, method, ref)
-        ]
+        [Cell(metric), Cell(method)]
+        + [Cell(text) for ref in data.comparisons for text in cells(metric, method, ref)]
         for metric in data.metrics
         for method in data.methods
     ]
-    return DisplayTable(f"{dataset} — across pairs, each trained pair of students one unit", header, rows)
+    return DisplayTable(title, header, rows)
+
+
+def across_pairs_table(data: LeaderboardData, dataset: str) -> DisplayTable:
+    """Each method vs each reference with every (pair, seed) as one unit, for one dataset."""
+    return _comparison_table(
+        data, f"{dataset} — across pairs, each trained pair of students one unit",
+        ("better / units", "p (Holm)"),
+        lambda metric, method, ref: across_pairs_cells(data, dataset, metric, method, ref),
+    )
 
 
 def teacher_level_table(data: LeaderboardData, dataset: str) -> DisplayTable:
     """Pooled over pairs with the teacher as a random factor (kdbench.report.hierarchy)."""
-    header = ["metric", "method"]
-    for ref in data.comparisons:
-        header += [f"Δ vs {ref}", "95 % CI", "p (Holm)", "teachers better"]
-    rows = [
-        [Cell(metric), Cell(method)] + [
-            Cell(text) for ref in data.comparisons
-            for text in teacher_level_cells(data, dataset, metric, method, ref)
-        ]
-        for metric in data.metrics
-        for method in data.methods
-    ]
-    title = f"{dataset} — teacher as a random factor ({data.teachers} teacher(s)), pooled over pairs"
-    return DisplayTable(title, header, rows)
+    return _comparison_table(
+        data,
+        f"{dataset} — teacher as a random factor ({data.teachers} teacher(s)), pooled over pairs",
+        ("95 % CI", "p (Holm)", "teachers better"),
+        lambda metric, method, ref: teacher_level_cells(data, dataset, metric, method, ref),
+    )
 
 
 def variance_table(data: LeaderboardData, dataset: str) -> DisplayTable:

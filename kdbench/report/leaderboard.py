@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import pandas as pd
 from rich import box
@@ -584,24 +584,36 @@ def variance_cells(data: LeaderboardData, dataset: str, metric: str) -> list[str
     return texts
 
 
-def _render_teacher_level(data: LeaderboardData, dataset: str, console: Console) -> None:
-    table = _compact_table(
-        f"teacher as a random factor, {data.teachers} teacher(s), pooled over pairs — {dataset}"
-    )
+CellsOf = Callable[[str, str, str], list[str]]
+"""(metric, method, reference method) -> the cells of one comparison."""
+
+
+def _render_comparisons(
+    data: LeaderboardData, title: str, columns: Sequence[str], cells: CellsOf, console: Console
+) -> None:
+    """One row per (metric, method), `columns` per reference method, filled by `cells`."""
+    table = _compact_table(title)
     table.add_column("metric")
     table.add_column("method")
     for ref in data.comparisons:
         table.add_column(f"Δ vs {ref}", justify="right")
-        table.add_column("95 % CI", justify="right")
-        table.add_column("p (Holm)", justify="right")
-        table.add_column("teachers better", justify="right")
+        for column in columns:
+            table.add_column(column, justify="right")
     for metric in data.metrics:
         table.add_section()
         for method in data.methods:
-            cells = [c for ref in data.comparisons
-                     for c in teacher_level_cells(data, dataset, metric, method, ref)]
-            table.add_row(metric, method, *cells)
+            table.add_row(metric, method, *[c for ref in data.comparisons for c in cells(metric, method, ref)])
     console.print(table)
+
+
+def _render_teacher_level(data: LeaderboardData, dataset: str, console: Console) -> None:
+    _render_comparisons(
+        data,
+        f"teacher as a random factor, {data.teachers} teacher(s), pooled over pairs — {dataset}",
+        ("95 % CI", "p (Holm)", "teachers better"),
+        lambda metric, method, ref: teacher_level_cells(data, dataset, metric, method, ref),
+        console,
+    )
 
 
 def _render_variance(data: LeaderboardData, dataset: str, console: Console) -> None:
@@ -619,21 +631,13 @@ def _render_variance(data: LeaderboardData, dataset: str, console: Console) -> N
 def _render_across_pairs(data: LeaderboardData, dataset: str, console: Console) -> None:
     if not len(data.across_pairs):
         return
-    table = _compact_table(
-        f"across pairs, each (pair, seed) one unit: real or seed noise? — {dataset}"
+    _render_comparisons(
+        data,
+        f"across pairs, each (pair, seed) one unit: real or seed noise? — {dataset}",
+        ("better/units", "p (Holm)"),
+        lambda metric, method, ref: across_pairs_cells(data, dataset, metric, method, ref),
+        console,
     )
-    table.add_column("metric")
-    table.add_column("method")
-    for ref in data.comparisons:
-        table.add_column(f"Δ vs {ref}", justify="right")
-        table.add_column("better/units", justify="right")
-        table.add_column("p (Holm)", justify="right")
-    for metric in data.metrics:
-        table.add_section()
-        for method in data.methods:
-            cells = [c for ref in data.comparisons for c in across_pairs_cells(data, dataset, metric, method, ref)]
-            table.add_row(metric, method, *cells)
-    console.print(table)
 
 
 def legend(data: LeaderboardData) -> list[str]:

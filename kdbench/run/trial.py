@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from kdbench.api import Denoiser, ModelSpec, PreparedDataset, resolve_device
+from kdbench.api import Denoiser, ModelSpec, PreparedDataset, Utterance, resolve_device
 from kdbench.deploy.checkpoints import build_from_checkpoint, save_checkpoint, student_checkpoint
 from kdbench.deploy.cost import model_cost
 from kdbench.errors import KdbenchError, NotApplicable, TrialDiverged
@@ -224,11 +224,12 @@ def _spec(raw: Mapping[str, Any]) -> ModelSpec:
     return ModelSpec(raw["family"], raw["params"])
 
 
-def _denoised(model: Denoiser, dataset: PreparedDataset) -> list[np.ndarray]:
-    """Test-split estimates on the model's device, brought back for the CPU metrics."""
+def denoise_utterances(model: Denoiser, utterances: Sequence[Utterance]) -> list[np.ndarray]:
+    """Each utterance's estimate, computed on the model's device and brought back for the
+    CPU metrics."""
     estimates = []
     with torch.inference_mode():
-        for utterance in dataset.splits["test"]:
+        for utterance in utterances:
             noisy = torch.from_numpy(np.asarray(utterance.noisy, dtype=np.float32))[None]
             estimates.append(model.denoise(noisy.to(model.device))[0].cpu().numpy())
     return estimates
@@ -292,7 +293,7 @@ def _run_teacher(
         on_step, device,
     )
     outcome.details["teacher"] = meta
-    outcome.scores = _score(trial, dataset, lambda test: _denoised(teacher, test))
+    outcome.scores = _score(trial, dataset, lambda test: denoise_utterances(teacher, test.splits["test"]))
     outcome.model = model_cost(teacher.cpu(), dataset.sample_rate)
 
 
@@ -358,7 +359,7 @@ def _run_student(
             "sample_rate": dataset.sample_rate,
         },
     )
-    outcome.scores = _score(trial, dataset, lambda test: _denoised(student, test))
+    outcome.scores = _score(trial, dataset, lambda test: denoise_utterances(student, test.splits["test"]))
     outcome.model = model_cost(student.cpu(), dataset.sample_rate)
 
 
@@ -379,7 +380,7 @@ def _run_score_only(
     else:
         model, _ = build_from_checkpoint(student_checkpoint(trial.results_dir, trial.id), registry)
         model = model.to(device)
-    outcome.scores = _score(trial, dataset, lambda test: _denoised(model, test))
+    outcome.scores = _score(trial, dataset, lambda test: denoise_utterances(model, test.splits["test"]))
 
 
 def provenance() -> dict[str, str]:

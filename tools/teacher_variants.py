@@ -1,17 +1,18 @@
 """Would another teacher leave more to distil? A variant of the shipped teachers' recipe,
 trained once and scored on the *validation* split of the quick preset's corpus.
 
-    KDBENCH_CACHE=/tmp/variants .venv/bin/python benchmarks/teacher_variants.py NAME CHANNELS [--set KEY=VALUE ...]
+    KDBENCH_CACHE=/tmp/variants .venv/bin/python tools/teacher_variants.py NAME CHANNELS [--set KEY=VALUE ...]
     e.g.  ... deeper '[16,32,64,128,256]'
           ... moredata '[16,32,64,128]' --set dataset.procedural.n_train=2400
           ... sisdr '[16,32,64,128]' --set teacher.task_loss=si_sdr
 
 The recipe is `configs/teachers/recipe.toml` (seed 0) with the UNet's channels replaced and the
 overrides applied; training is kdbench's own teacher path (`get_teacher`, cached under
-`$KDBENCH_CACHE` like any teacher). Whatever corpus it trains on, it is scored on the default
-corpus's validation split, so variants compare with each other and with the shipped teachers'
-`valid_means` in MANIFEST.json. It prints one JSON line; BENCHMARKS.md §10 quotes them. The test
-split is never read: these runs choose the next recipe.
+`$KDBENCH_CACHE` like any teacher), scoring is `train_teachers.validation_scores`. Whatever
+corpus it trains on, it is scored on the default corpus's validation split, so variants
+compare with each other and with the shipped teachers' `valid_means` in MANIFEST.json. It
+prints one JSON line; BENCHMARKS.md §10 quotes them. The test split is never read: these runs
+choose the next recipe.
 """
 
 from __future__ import annotations
@@ -19,22 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import tomllib
-from pathlib import Path
 
-import numpy as np
 import torch
+from train_teachers import means, read_recipe, validation_scores
 
 from kdbench.api import ModelSpec
 from kdbench.config import load_config
 from kdbench.files.cache import cache_root
 from kdbench.plugin.registry import get_registry
-from kdbench.run.evaluate import score_utterances
 from kdbench.run.grid import teacher_settings
 from kdbench.train.teacher import get_teacher
-
-RECIPE = Path(__file__).resolve().parent.parent / "configs" / "teachers" / "recipe.toml"
-METRICS = ("pesq_wb", "stoi", "si_sdr")
 
 
 def main() -> None:
@@ -43,7 +38,7 @@ def main() -> None:
     parser.add_argument("channels", type=json.loads, help="the UNet's channels, a JSON list")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    recipe = tomllib.loads(RECIPE.read_text())
+    recipe = read_recipe()
     torch.set_num_threads(int(recipe["threads"]))
     registry = get_registry()
     base = [*recipe["set"], "teacher.seeds=0"]
@@ -58,26 +53,13 @@ def main() -> None:
         registry, spec, trained_on, teacher_settings(config, 0), cache_root(),
         on_step=lambda step, _: print(args.name, step, flush=True) if step % 500 == 0 else None,
     )
-    with torch.inference_mode():
-        items = [
-            (u.id, np.asarray(u.clean, np.float32),
-             model.denoise(torch.from_numpy(np.asarray(u.noisy, np.float32))[None])[0].numpy())
-            for u in scored_on.splits["valid"]
-        ]
-    noisy = [(u.id, np.asarray(u.clean, np.float32), np.asarray(u.noisy, np.float32))
-             for u in scored_on.splits["valid"]]
-    metrics = [registry.get("metrics", name) for name in METRICS]
-
-    def means(scored: list) -> dict[str, float]:
-        scores = score_utterances(metrics, scored, scored_on.sample_rate)
-        return {m: float(np.mean([s.value for s in scores if s.metric == m])) for m in METRICS}
-
     print(json.dumps({
         "name": args.name, "channels": args.channels, "overrides": args.overrides,
         "train_utterances": len(trained_on.splits["train"]),
         "params": sum(p.numel() for p in model.parameters()),
         "kept_step": meta["kept_step"], "best_valid_loss": meta["best_valid_loss"],
-        "valid_means": means(items), "noisy_valid_means": means(noisy),
+        "valid_means": means(validation_scores(model, scored_on)),
+        "noisy_valid_means": means(validation_scores(None, scored_on)),
         "seconds": round(time.time() - started, 1),
         "valid_curve": [round(h["valid_loss"], 4) for h in meta["history"]],
     }))
