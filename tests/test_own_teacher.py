@@ -116,6 +116,27 @@ def test_other_weights_are_another_teacher(trained, tmp_path, session_cache):
     assert teacher_id(edited) != teacher_id(plain)
 
 
+def test_a_teacher_trained_on_another_corpus_is_run_with_a_warning(
+    trained, tmp_path, monkeypatch, session_cache
+):
+    monkeypatch.setenv("KDBENCH_CACHE", str(session_cache))
+    _, checkpoint = trained
+    assert _grid(checkpoint, session_cache, tmp_path).warnings == []
+    plain = tmp_path / "plain.pt"
+    torch.save(load_checkpoint(checkpoint)["state_dict"], plain)
+    assert _grid(plain, session_cache, tmp_path).warnings == []  # it does not say its corpus
+
+    payload = load_checkpoint(checkpoint)
+    elsewhere = tmp_path / "elsewhere.pt"
+    torch.save({**payload, "meta": {**payload["meta"], "dataset": "0123456789ab"}}, elsewhere)
+    grid = _grid(elsewhere, session_cache, tmp_path)
+    identity = next(iter(grid.datasets.values())).identity
+    [warning] = grid.warnings
+    assert "elsewhere.pt" in warning and "0123456789ab" in warning and identity in warning
+    output = _run(tmp_path / "results.db", "--set", f"teacher.checkpoint={elsewhere}")
+    assert "warning:" in output and "was trained on dataset 0123456789ab" in output
+
+
 def test_a_kdbench_checkpoint_that_fails_its_crc_is_refused(trained, tmp_path, session_cache):
     _, checkpoint = trained
     payload = load_checkpoint(checkpoint)

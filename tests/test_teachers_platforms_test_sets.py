@@ -16,7 +16,13 @@ from test_runner import TINY
 
 from kdbench.config import load_config
 from kdbench.plugin.registry import get_registry
-from kdbench.report.leaderboard import PLATFORM_MARK, collect, legend, render_terminal
+from kdbench.report.leaderboard import (
+    PLATFORM_MARK,
+    collect,
+    format_anchor,
+    legend,
+    render_terminal,
+)
 from kdbench.run import platform
 from kdbench.run.grid import build_grid, teacher_settings
 from kdbench.run.runner import run_grid
@@ -153,8 +159,22 @@ def test_the_leaderboard_treats_the_teacher_as_a_random_factor(tmp_path: Path) -
     pooled = data.teacher_level[data.teacher_level["pair"] == hierarchy.POOLED]
     assert set(pooled["n_teachers"]) == {2} and set(pooled["n_units"]) == {4}
     assert set(data.variance["n_teachers"]) == {2}
+    # The teacher row pools both teachers and shows the spread between them.
+    block = data.datasets[0]
+    teacher_ids = [trial.id for trial in grid.anchors if trial.role == "teacher"]
+    means = data.trial_means.xs(block, level="dataset").loc[teacher_ids]
+    for metric in data.metrics:
+        anchor = data.anchor(block, "teacher", metric)
+        assert anchor["n_trials"] == 2
+        assert anchor["std_over_trials"] == pytest.approx(means[metric].std(ddof=1))
+        assert anchor["mean"] == pytest.approx(means[metric].mean())  # same utterances each
+    noisy = data.anchor(block, "noisy", data.metrics[0])
+    assert noisy["n_trials"] == 1 and noisy["std_over_trials"] != noisy["std_over_trials"]
     out = io.StringIO()
     render_terminal(data, Console(file=out, width=250))
+    spread = format_anchor(data.anchor(block, "teacher", data.metrics[0]))
+    assert "±" in spread and spread in out.getvalue()
+    assert spread in render(data, "md") and "std_over_trials" in render(data, "csv")
     assert "teacher as a random factor, 2 teacher(s)" in out.getvalue()
     assert "where the spread of student scores comes from" in out.getvalue()
     document = json.loads(render(data, "json"))

@@ -106,7 +106,11 @@ def read_export(directory: Path, grid: Grid, config: Config) -> LeaderboardData:
     _check_across(across, published_across, directory)
     summary = _summary(results, scores, comparisons)
     n_test = {name: len(prepared.splits["test"]) for name, prepared in grid.datasets.items()}
-    anchors = results[results["role"] != "student"][["dataset", "role", "metric", "mean", "std"]]
+    anchors = results[results["role"] != "student"]
+    # Exports written before the teacher spread was recorded have no such columns.
+    anchors = anchors.reindex(
+        columns=["dataset", "role", "metric", "mean", "std", "n_trials", "std_over_trials"]
+    )
     anchors = anchors.assign(count=anchors["dataset"].map(n_test)).reset_index(drop=True)
     teacher = done[done["role"] == "teacher"]
     return LeaderboardData(

@@ -22,6 +22,7 @@ from kdbench.report.leaderboard import (
     LeaderboardData,
     across_pairs_cells,
     best_methods,
+    format_anchor,
     format_count,
     format_delta,
     format_number,
@@ -53,7 +54,10 @@ class DisplayTable:
 
 
 def results_frame(data: LeaderboardData) -> pd.DataFrame:
-    """One row per shown (dataset, pair, method, metric) and per reference score.
+    """One row per shown (dataset, pair, method, metric) and per anchor (noisy input,
+    teachers). A student row's `std` is over seeds; an anchor row's `std` is over the
+    utterances of all its trials, `std_over_trials` over its trials' means (the teachers of
+    several seeds), NaN for a single trial.
 
     Cells the grid expects but the store has no score for are rows too, with NaN mean and
     `complete` False, so a consumer of the CSV cannot mistake absence for a result.
@@ -69,6 +73,10 @@ def results_frame(data: LeaderboardData) -> pd.DataFrame:
                     "dataset": dataset, "role": role, "pair": "", "method": role,
                     "metric": metric, "mean": ref["mean"] if ref is not None else math.nan,
                     "std": ref["std"] if ref is not None else math.nan,
+                    "n_trials": ref.get("n_trials", math.nan) if ref is not None else math.nan,
+                    "std_over_trials": (
+                        ref.get("std_over_trials", math.nan) if ref is not None else math.nan
+                    ),
                     "params": size.get("params", math.nan),
                     "macs_per_second": size.get("macs_per_second", math.nan),
                 })
@@ -137,7 +145,7 @@ def display_tables(data: LeaderboardData) -> list[DisplayTable]:
                 rows.append([
                     Cell("anchor"), Cell(label), Cell(format_count(size.get("params"))),
                     Cell(format_count(size.get("macs_per_second"))), Cell("—"),
-                    Cell(format_number(None if ref_row is None else ref_row["mean"])),
+                    Cell(format_anchor(ref_row)),
                     *[Cell("") for _ in range(3 * len(data.comparisons))],
                 ])
             for pair in data.pairs:

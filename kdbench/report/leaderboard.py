@@ -225,12 +225,7 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
     student_scores = students[
         ["dataset", "test_set", "pair", "method", "teacher", "seed", "utterance", "metric", "value"]
     ].astype({"seed": int, "teacher": int})
-    anchors = (
-        merged[merged["role"] != "student"]
-        .groupby(["dataset", "role", "metric"])["value"]
-        .agg(["mean", "std", "count"])
-        .reset_index()
-    )
+    anchors = _anchor_summary(merged[merged["role"] != "student"])
     undefined = (
         merged.assign(undefined=merged["value"].isna())
         .groupby(["metric", "role"])["undefined"]
@@ -397,6 +392,29 @@ def format_delta(delta: float) -> str:
     return f"{delta:+.3f}"
 
 
+def _anchor_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per block, role and metric: the mean and std over every utterance of the role's
+    trials, and how many trials (teachers) there are with the std of their means. Several
+    teachers are pooled into one row, so the spread between them must be shown beside it:
+    it is the part of a student's ceiling that is a draw of the teacher's seed."""
+    keys = ["dataset", "role", "metric"]
+    pooled = rows.groupby(keys)["value"].agg(["mean", "std", "count"])
+    per_trial = rows.groupby([*keys, "trial_id"])["value"].mean().groupby(level=keys)
+    between = per_trial.agg(n_trials="count", std_over_trials="std")
+    return pooled.join(between).reset_index()
+
+
+def format_anchor(anchor: pd.Series | None) -> str:
+    """An anchor's mean, with ± the std over its trials when there are several (teachers of
+    several seeds), as a student cell shows ± over seeds; one trial shows no spread."""
+    if anchor is None:
+        return format_number(None)
+    trials = anchor.get("n_trials")
+    if trials is None or pd.isna(trials) or int(trials) < 2:
+        return format_number(anchor["mean"])
+    return f"{format_number(anchor['mean'])}±{format_number(anchor['std_over_trials'])}"
+
+
 def format_number(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
@@ -442,8 +460,7 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
         for role, label in (("noisy", "noisy input"), ("teacher", "teacher")):
             cells = []
             for metric in data.metrics:
-                anchor = data.anchor(dataset, role, metric)
-                cells.append(format_number(anchor["mean"]) if anchor is not None else "—")
+                cells.append(format_anchor(data.anchor(dataset, role, metric)))
             sizes = (
                 [format_count(data.teacher_size.get(k)) for k in ("params", "macs_per_second")]
                 if role == "teacher"

@@ -144,6 +144,8 @@ def results_table(data: LeaderboardData, dataset: str) -> str:
             flags.append(f"{int(row['n_undefined'])} undefined")
         mean = row["mean"]
         spread = f" ± {format_number(row['std'])}" if student else ""
+        if not student and row["n_trials"] >= 2:
+            spread = f" ± {format_number(row['std_over_trials'])}"
         cells = [
             _cell(test_block(dataset), title=data.blocks[dataset].tested_on.identity),
             _cell(row["pair"] if student else "anchor"),

@@ -42,10 +42,30 @@ class Grid:
     pairs: list[str]
     seeds: list[int]
     test_datasets: dict[str, PreparedDataset] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    """What `kdbench run` should tell the user before it runs: settings that are allowed
+    but probably not meant (a loaded teacher trained on another corpus)."""
 
     @property
     def trials(self) -> list[Trial]:
         return [*self.anchors, *self.students]
+
+
+def _other_corpus(
+    teacher: OwnTeacher, teacher_seed: int, dataset: str, identity: str
+) -> list[str]:
+    """A loaded teacher trained on another corpus than the grid's is allowed (a cross-corpus
+    teacher), but it is usually an override the preset's teacher files did not follow (say,
+    another `generator`): its students would distil a teacher that never saw their data."""
+    trained_on = teacher.trained_on()
+    if trained_on is None or trained_on == identity:
+        return []
+    return [
+        f"teacher seed {teacher_seed}: {teacher.path} was trained on dataset {trained_on}, "
+        f"not on this grid's {dataset} ({identity}); its students distil a teacher from "
+        "another corpus. To distil a teacher of this corpus, load one trained on it or set "
+        "teacher.checkpoint=best_valid to train one."
+    ]
 
 
 def _give_teachers_the_idle_cores(anchors: list[Trial], jobs: int) -> list[Trial]:
@@ -160,6 +180,7 @@ def build_grid(
     }
     anchors: list[Trial] = []
     students: list[StudentTrial] = []
+    warnings: list[str] = []
     datasets: dict[str, PreparedDataset] = {}
     test_datasets: dict[str, PreparedDataset] = {}
     for dataset_name in registry.select("datasets", run["datasets"]):
@@ -216,6 +237,10 @@ def build_grid(
                 if teacher_id not in seen_teachers:
                     if own_teacher:
                         own_teacher.load(registry, pair.teacher)  # a file that does not fit fails now
+                        if prepare_datasets:
+                            warnings.extend(
+                                _other_corpus(own_teacher, teacher_seed, dataset_name, identity)
+                            )
                     seen_teachers.add(teacher_id)
                     anchors.append(
                         TeacherTrial(
@@ -259,5 +284,6 @@ def build_grid(
                     )
     anchors = _give_teachers_the_idle_cores(anchors, run["jobs"])
     return Grid(
-        anchors, students, datasets, method_names, pair_names, seed_list, test_datasets
+        anchors, students, datasets, method_names, pair_names, seed_list, test_datasets,
+        warnings,
     )

@@ -175,6 +175,8 @@ def run_grid(
 ) -> RunReport:
     """Run what the store does not already hold, recording each outcome as it arrives."""
     console = console or Console(stderr=True)
+    for warning in grid.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     report = RunReport()
     started = time.perf_counter()
     stages = [

@@ -72,6 +72,15 @@ class OwnTeacher:
             f"{self.path}: neither a kdbench checkpoint nor a state dict of tensors"
         )
 
+    def trained_on(self) -> str | None:
+        """The dataset identity a kdbench checkpoint records its teacher was trained on
+        (None for a plain state dict, which does not say)."""
+        payload = load_weights_only(self.path)
+        if not is_kdbench_checkpoint(payload):
+            return None
+        dataset = verified_checkpoint(self.path, payload).get("meta", {}).get("dataset")
+        return str(dataset) if dataset else None
+
     def spec(self, pair_spec: ModelSpec) -> ModelSpec:
         """The teacher's spec: the checkpoint's own, or the pair's for a plain state dict."""
         return self._contents(pair_spec)[0]
