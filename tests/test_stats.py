@@ -433,3 +433,37 @@ def test_across_pairs_lower_is_better_and_references_once() -> None:
     adjusted = holm(distinct)
     assert row(out, "worse", reference="none")["p_holm"] == pytest.approx(adjusted[0])
     assert row(out, "none", reference="ref2")["p_holm"] == pytest.approx(adjusted[2])
+
+
+def test_across_pairs_trend_with_mismatch_recovers_a_known_slope() -> None:
+    levels = {"mild": 1, "middle": 2, "severe": 3, "extreme": 4}
+    rng = np.random.default_rng(3)
+    rows = []
+    truth = {"grows": 0.05, "flat": 0.0}
+    units = {method: [] for method in truth}
+    for pair, level in levels.items():
+        for seed in range(6):
+            rows.append(("ds", pair, "none", seed, "u0", "pesq", 2.0))
+            for method, slope in truth.items():
+                diff = 0.1 + slope * level + rng.normal(0, 0.02)
+                units[method].append((level, diff))
+                rows.append(("ds", pair, method, seed, "u0", "pesq", 2.0 + diff))
+    scores = pd.DataFrame(rows, columns=["dataset", "pair", "method", "seed", "utterance", "metric", "value"])
+    out = across_pairs(scores, {"pesq": True}, references=["none"], mismatch=levels)
+    raw = {}
+    for method, slope in truth.items():
+        found = row(out, method)
+        x, y = map(np.array, zip(*units[method]))
+        fit = sps.linregress(x, y)
+        raw[method] = fit.pvalue
+        assert found["trend"] == pytest.approx(fit.slope)
+        assert found["trend_ci_low"] < slope < found["trend_ci_high"]
+    assert row(out, "grows")["p_trend"] < 1e-6
+    assert row(out, "flat")["p_trend"] > 0.05
+    assert [row(out, m)["p_trend"] for m in truth] == pytest.approx(holm(list(raw.values())))
+    assert out.loc[out["method"] != "none", "trend"].notna().all()
+    without = across_pairs(scores, {"pesq": True}, references=["none"])
+    assert without["trend"].isna().all() and without["p_trend"].isna().all()
+    one_level = across_pairs(scores, {"pesq": True}, references=["none"],
+                             mismatch=dict.fromkeys(levels, 1))
+    assert one_level["trend"].isna().all()

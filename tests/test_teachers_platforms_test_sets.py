@@ -22,6 +22,7 @@ from kdbench.report.leaderboard import (
     format_anchor,
     legend,
     render_terminal,
+    select,
 )
 from kdbench.run import platform
 from kdbench.run.grid import build_grid, teacher_settings
@@ -179,3 +180,31 @@ def test_the_leaderboard_treats_the_teacher_as_a_random_factor(tmp_path: Path) -
     assert "where the spread of student scores comes from" in out.getvalue()
     document = json.loads(render(data, "json"))
     assert len(document["teacher_level"]) == len(expected) and document["variance_components"]
+
+
+def test_the_gain_per_mismatch_level_is_tested_when_the_pairs_span_levels(tmp_path: Path) -> None:
+    from scipy import stats as sps
+
+    from kdbench.report.formats import render
+
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    config, grid = _grid(cache, results, ["run.pairs=width,depth"], methods="output")
+    store = Store(results / "results.db")
+    run_grid(grid, store, LocalExecutor(), {}, 1, console=Console(file=io.StringIO()))
+    data = collect(grid, store, config)
+    assert data.mismatch == {"width": 1, "depth": 2}  # as the pair plugins declare them
+    block = data.datasets[0]
+    means = data.scores.groupby(["pair", "seed", "method"])["value"].mean().unstack("method")
+    diff = means["output"] - means["none"]
+    levels = [data.mismatch[pair] for pair in diff.index.get_level_values("pair")]
+    found = data.across(block, "si_sdr", "output", "none")
+    assert found["trend"] == pytest.approx(sps.linregress(levels, diff.to_numpy()).slope)
+    out = io.StringIO()
+    render_terminal(data, Console(file=out, width=250))
+    title = "does the gain grow with mismatch? slope of Δ per level (width 1, depth 2)"
+    assert "does the gain grow with mismatch?" in out.getvalue()  # the title wraps there
+    assert "Δ/level vs none" in out.getvalue() and title in render(data, "md")
+    one_pair = select(data, pairs=["width"])
+    out = io.StringIO()
+    render_terminal(one_pair, Console(file=out, width=250))
+    assert "does the gain grow with mismatch" not in out.getvalue()  # one level: no slope

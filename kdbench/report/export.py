@@ -28,6 +28,7 @@ from kdbench.report.leaderboard import (
     LeaderboardData,
     blocks_of,
     control_and_baseline,
+    mismatch_levels,
     missing_trials,
 )
 from kdbench.run.grid import Grid, teacher_seed_of
@@ -102,7 +103,8 @@ def read_export(directory: Path, grid: Grid, config: Config) -> LeaderboardData:
     scores = scores[
         ["dataset", "test_set", "pair", "method", "teacher", "seed", "utterance", "metric", "value"]
     ]
-    across = stats.across_pairs(scores, higher, references=comparisons)
+    mismatch = mismatch_levels(grid.pairs)
+    across = stats.across_pairs(scores, higher, references=comparisons, mismatch=mismatch)
     _check_across(across, published_across, directory)
     summary = _summary(results, scores, comparisons)
     n_test = {name: len(prepared.splits["test"]) for name, prepared in grid.datasets.items()}
@@ -122,6 +124,7 @@ def read_export(directory: Path, grid: Grid, config: Config) -> LeaderboardData:
         summary=summary,
         ranks=stats.rank_summary(summary, higher, references=comparisons),
         across_pairs=across,
+        mismatch=mismatch,
         higher_is_better=higher,
         reference_methods=comparisons,
         control=control,

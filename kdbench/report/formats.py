@@ -19,6 +19,8 @@ import pandas as pd
 from kdbench.report.leaderboard import (
     BASELINE_MARKS,
     CONTROL_MARKS,
+    TREND_COLUMNS,
+    TREND_LEAD,
     LeaderboardData,
     across_pairs_cells,
     best_methods,
@@ -26,11 +28,14 @@ from kdbench.report.leaderboard import (
     format_count,
     format_delta,
     format_number,
+    has_trend,
     legend,
     mean_std,
     seeds_label,
     significance_mark,
     teacher_level_cells,
+    trend_cells,
+    trend_title,
     variance_cells,
     wtl,
 )
@@ -200,12 +205,13 @@ def rank_table(data: LeaderboardData, dataset: str) -> DisplayTable:
 
 def _comparison_table(
     data: LeaderboardData, title: str, columns: Sequence[str],
-    cells: Callable[[str, str, str], list[str]],
+    cells: Callable[[str, str, str], list[str]], lead: str = "Δ vs {ref}",
 ) -> DisplayTable:
-    """One row per (metric, method), `columns` per reference method, filled by `cells`."""
+    """One row per (metric, method), `lead` and `columns` per reference method, filled by
+    `cells`."""
     header = ["metric", "method"]
     for ref in data.comparisons:
-        header += [f"Δ vs {ref}", *columns]
+        header += [lead.format(ref=ref), *columns]
     rows = [
         [Cell(metric), Cell(method)]
         + [Cell(text) for ref in data.comparisons for text in cells(metric, method, ref)]
@@ -221,6 +227,15 @@ def across_pairs_table(data: LeaderboardData, dataset: str) -> DisplayTable:
         data, f"{dataset} — across pairs, each trained pair of students one unit",
         ("better / units", "p (Holm)"),
         lambda metric, method, ref: across_pairs_cells(data, dataset, metric, method, ref),
+    )
+
+
+def trend_table(data: LeaderboardData, dataset: str) -> DisplayTable:
+    """Over the (pair, seed) units, the slope of Δ on the pairs' mismatch level."""
+    return _comparison_table(
+        data, trend_title(data, dataset), TREND_COLUMNS,
+        lambda metric, method, ref: trend_cells(data, dataset, metric, method, ref),
+        lead=TREND_LEAD,
     )
 
 
@@ -310,6 +325,8 @@ def _all_tables(data: LeaderboardData) -> list[DisplayTable]:
     tables = display_tables(data)
     for dataset in data.datasets:
         tables += [rank_table(data, dataset), across_pairs_table(data, dataset)]
+        if has_trend(data) and len(data.across_pairs):
+            tables.append(trend_table(data, dataset))
         if data.teachers > 1:
             tables.append(teacher_level_table(data, dataset))
         tables.append(variance_table(data, dataset))

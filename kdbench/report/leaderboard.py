@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 from rich import box
@@ -93,6 +93,8 @@ class LeaderboardData:
     metrics: list[str]
     blocks: dict[str, Block] = dataclasses.field(default_factory=dict)
     platforms: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
+    mismatch: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Each pair's mismatch level (from its plugin): the x of the across-pairs trend."""
     teacher_level: pd.DataFrame = dataclasses.field(
         default_factory=lambda: pd.DataFrame(
             columns=["dataset", "test_set", *hierarchy.COMPARISON_COLUMNS]
@@ -164,10 +166,19 @@ def _ranks(summary: pd.DataFrame, higher: dict[str, bool], references: list[str]
     return stats.rank_summary(summary, higher, references=references)
 
 
-def _across_pairs(scores: pd.DataFrame, higher: dict[str, bool], references: list[str]) -> pd.DataFrame:
+def _across_pairs(
+    scores: pd.DataFrame, higher: dict[str, bool], references: list[str],
+    mismatch: Mapping[str, int],
+) -> pd.DataFrame:
     if not len(scores):
         return pd.DataFrame()
-    return stats.across_pairs(scores, higher, references=references)
+    return stats.across_pairs(scores, higher, references=references, mismatch=mismatch)
+
+
+def mismatch_levels(pairs: Iterable[str]) -> dict[str, int]:
+    """Each pair's mismatch level, as its plugin declares it (`ArchitecturePair.mismatch`)."""
+    registry = get_registry()
+    return {pair: registry.get("pairs", pair).mismatch for pair in pairs}
 
 
 def _teacher_level(scores: pd.DataFrame, higher: dict[str, bool], references: list[str]) -> pd.DataFrame:
@@ -226,6 +237,7 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         ["dataset", "test_set", "pair", "method", "teacher", "seed", "utterance", "metric", "value"]
     ].astype({"seed": int, "teacher": int})
     anchors = _anchor_summary(merged[merged["role"] != "student"])
+    mismatch = mismatch_levels(grid.pairs)
     undefined = (
         merged.assign(undefined=merged["value"].isna())
         .groupby(["metric", "role"])["undefined"]
@@ -263,7 +275,8 @@ def collect(grid: Grid, store: Store, config: Config) -> LeaderboardData:
         anchors=anchors,
         summary=summary,
         ranks=_ranks(summary, higher, comparisons),
-        across_pairs=_across_pairs(student_scores, higher, comparisons),
+        across_pairs=_across_pairs(student_scores, higher, comparisons, mismatch),
+        mismatch=mismatch,
         higher_is_better=higher,
         reference_methods=reference_methods,
         control=control,
@@ -340,6 +353,7 @@ def select(
         scores[scores["dataset"].isin(shown.datasets) & scores["pair"].isin(shown.pairs)],
         data.higher_is_better,
         data.comparisons,
+        data.mismatch,
     )
     level, variance = data.teacher_level, data.variance
     shown.teacher_level = level[level["dataset"].isin(shown.datasets)]
@@ -486,6 +500,8 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
         console.print(table)
         _render_ranks(data, dataset, console)
         _render_across_pairs(data, dataset, console)
+        if has_trend(data) and len(data.across_pairs):
+            _render_trend(data, dataset, console)
         if data.teachers > 1:
             _render_teacher_level(data, dataset, console)
         if len(data.variance):
@@ -562,6 +578,37 @@ def across_pairs_cells(data: LeaderboardData, dataset: str, metric: str, method:
     ]
 
 
+TREND_LEAD = "Δ/level vs {ref}"
+TREND_COLUMNS = ("95 % CI", "p (Holm)")
+"""The trend table's columns: the slope of Δ per mismatch level, then these per reference."""
+
+
+def has_trend(data: LeaderboardData) -> bool:
+    """Whether the shown pairs span two mismatch levels or more, so a trend is defined."""
+    return len({data.mismatch.get(pair) for pair in data.pairs} - {None}) >= 2
+
+
+def trend_cells(data: LeaderboardData, dataset: str, metric: str, method: str, ref: str) -> list[str]:
+    """The slope of Δ per mismatch level with its mark, its 95 % CI and Holm p; dashes when
+    not compared."""
+    found = data.across(dataset, metric, method, ref)
+    trend = math.nan if found is None else found.get("trend", math.nan)
+    if math.isnan(trend):
+        return ["—", "—", "—"]
+    p = found["p_trend"]
+    symbols = CONTROL_MARKS if ref == data.control else BASELINE_MARKS
+    return [
+        f"{format_delta(trend)}{significance_mark(p, symbols)}",
+        f"[{format_delta(found['trend_ci_low'])}, {format_delta(found['trend_ci_high'])}]",
+        "—" if math.isnan(p) else f"{p:.3g}",
+    ]
+
+
+def trend_title(data: LeaderboardData, dataset: str) -> str:
+    levels = ", ".join(f"{pair} {data.mismatch[pair]}" for pair in data.pairs if pair in data.mismatch)
+    return f"does the gain grow with mismatch? slope of Δ per level ({levels}) — {dataset}"
+
+
 def teacher_level_cells(
     data: LeaderboardData, dataset: str, metric: str, method: str, ref: str
 ) -> list[str]:
@@ -606,14 +653,16 @@ CellsOf = Callable[[str, str, str], list[str]]
 
 
 def _render_comparisons(
-    data: LeaderboardData, title: str, columns: Sequence[str], cells: CellsOf, console: Console
+    data: LeaderboardData, title: str, columns: Sequence[str], cells: CellsOf, console: Console,
+    lead: str = "Δ vs {ref}",
 ) -> None:
-    """One row per (metric, method), `columns` per reference method, filled by `cells`."""
+    """One row per (metric, method), `lead` and `columns` per reference method, filled by
+    `cells`."""
     table = _compact_table(title)
     table.add_column("metric")
     table.add_column("method")
     for ref in data.comparisons:
-        table.add_column(f"Δ vs {ref}", justify="right")
+        table.add_column(lead.format(ref=ref), justify="right")
         for column in columns:
             table.add_column(column, justify="right")
     for metric in data.metrics:
@@ -621,6 +670,14 @@ def _render_comparisons(
         for method in data.methods:
             table.add_row(metric, method, *[c for ref in data.comparisons for c in cells(metric, method, ref)])
     console.print(table)
+
+
+def _render_trend(data: LeaderboardData, dataset: str, console: Console) -> None:
+    _render_comparisons(
+        data, trend_title(data, dataset), TREND_COLUMNS,
+        lambda metric, method, ref: trend_cells(data, dataset, metric, method, ref),
+        console, lead=TREND_LEAD,
+    )
 
 
 def _render_teacher_level(data: LeaderboardData, dataset: str, console: Console) -> None:

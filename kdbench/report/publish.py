@@ -32,9 +32,10 @@ from kdbench.report.formats import (
     rank_table,
     results_frame,
     teacher_level_table,
+    trend_table,
     variance_table,
 )
-from kdbench.report.leaderboard import LeaderboardData, legend, select
+from kdbench.report.leaderboard import LeaderboardData, has_trend, legend, select
 from kdbench.report.plots import FOREST_READING, cost_plot, forest_plot
 from kdbench.run.platform import describe
 from kdbench.run.platform import label as platform_label
@@ -304,6 +305,21 @@ def page(
         "reference. Unlike the per-pair p above, which pools utterances and treats the "
         "trained students as fixed, this test includes training randomness; it speaks for "
         "the suite of pairs as a whole, not for any one pair. Also in `across_pairs.csv`.",
+        *(
+            [
+                "",
+                markdown_table(trend_table(data, dataset)),
+                "",
+                "Over the same units, Δ/level = the least-squares slope of the unit "
+                "differences on each pair's mismatch level (declared by the pair's plugin): "
+                "for a higher-is-better metric, positive means the gain grows as the "
+                "teacher/student mismatch grows. 95 % CI and t-test of the slope, "
+                "Holm-adjusted per metric like p. Columns `trend*` and `p_trend` of "
+                "`across_pairs.csv`.",
+            ]
+            if has_trend(data) and len(data.across_pairs)
+            else []
+        ),
         "",
         "## The teacher as a random factor; where the spread comes from",
         "",
@@ -391,6 +407,7 @@ def publish(
         shown.variance.to_csv(out / "variance_components.csv", index=False)
         tables = [
             *display_tables(shown), rank_table(shown, dataset), across_pairs_table(shown, dataset),
+            *([trend_table(shown, dataset)] if has_trend(shown) and len(shown.across_pairs) else []),
             variance_table(shown, dataset),
             *([teacher_level_table(shown, dataset)] if shown.teachers > 1 else []),
         ]

@@ -180,7 +180,8 @@ def results_table(data: LeaderboardData, dataset: str) -> str:
 def across_table(data: LeaderboardData, dataset: str) -> str:
     columns = ["test block", "metric", "method"]
     for ref in data.comparisons:
-        columns += [f"Δ vs {ref}", "95 % CI", "better / units", "p (Holm)"]
+        columns += [f"Δ vs {ref}", "95 % CI", "better / units", "p (Holm)", "Δ per level",
+                    "95 % CI", "p trend"]
     rows = []
     for metric in data.metrics:
         for method in data.methods:
@@ -188,7 +189,7 @@ def across_table(data: LeaderboardData, dataset: str) -> str:
             for ref in data.comparisons:
                 found = data.across(dataset, metric, method, ref)
                 if found is None:
-                    cells += [_cell("—", math.nan, ["num"]) for _ in range(4)]
+                    cells += [_cell("—", math.nan, ["num"]) for _ in range(7)]
                     continue
                 p = found["p_holm"]
                 mark = significance_mark(p, CONTROL_MARKS if ref == data.control else BASELINE_MARKS)
@@ -203,12 +204,31 @@ def across_table(data: LeaderboardData, dataset: str) -> str:
                     _cell(f"{int(found['n_better'])} / {int(found['n_units'])}",
                           found["n_better"], ["num"]),
                     _cell("—" if math.isnan(p) else f"{p:.3g}", p, ["num"]),
+                    *_trend_cells(found, higher,
+                                  CONTROL_MARKS if ref == data.control else BASELINE_MARKS),
                 ]
             rows.append(f"<tr>{''.join(cells)}</tr>")
     choices = {1: ("metric", list(data.metrics)), 2: ("method", list(data.methods))}
     caption = ("Across pairs, each (pair, seed) one unit: Wilcoxon over the units, Holm per "
-               "metric; the 95 % CI is a t-interval over the units.")
+               "metric; the 95 % CI is a t-interval over the units. Δ per level: the "
+               "least-squares slope of the unit differences on the pairs' mismatch level "
+               "(does the gain grow with the mismatch?), t-test of the slope, Holm per metric.")
     return _filters("across", choices) + _table("across", columns, rows, caption)
+
+
+def _trend_cells(found: pd.Series, higher: bool, symbols: Sequence[str]) -> list[str]:
+    """The slope of Δ per mismatch level, its 95 % CI and Holm p; dashes without levels."""
+    trend, p = found.get("trend", math.nan), found.get("p_trend", math.nan)
+    if math.isnan(trend):
+        return [_cell("—", math.nan, ["num"]) for _ in range(3)]
+    mark = significance_mark(p, symbols)
+    classes = ["num"] + ([("better" if (trend > 0) == higher else "worse")] if mark else [])
+    low, high = found["trend_ci_low"], found["trend_ci_high"]
+    return [
+        _cell(f"{format_delta(trend)}{mark}", trend, classes),
+        _cell(f"[{format_delta(low)}, {format_delta(high)}]", low, ["num", "ci"]),
+        _cell("—" if math.isnan(p) else f"{p:.3g}", p, ["num"]),
+    ]
 
 
 def display_table_html(table_id: str, table: DisplayTable, caption: str) -> str:

@@ -28,6 +28,13 @@ Choices, and why:
   pair of students: a Wilcoxon test over the per-unit differences of per-seed means puts
   training randomness into the test, which the per-cell test cannot do with few seeds.
   It answers for the suite of pairs as a whole ("does the method help these students?").
+* Trend with mismatch (`across_pairs` given each pair's mismatch level): over the same
+  units, the least-squares slope of the per-unit difference on the pair's level
+  (`scipy.stats.linregress`), its 95 % t-interval and the slope's two-sided t-test,
+  Holm-adjusted per table like the across-pairs p. It answers "does the gain grow (or
+  shrink) as the teacher/student gap grows?" with one number instead of a reading of five
+  per-pair deltas by eye. A straight line in the level is the simplest trend a ladder of
+  4–5 levels supports; it is a test of a monotone trend, not a model of its shape.
 * Holm-Bonferroni adjusts the primary p over all comparisons of one table, a table being
   one (dataset, metric): every pair, every method and every reference in it. A comparison
   between two references (A vs B and B vs A) is one hypothesis and is counted once.
@@ -77,7 +84,9 @@ METHODOLOGY = (
     "(unadjusted), Cohen's d_z over per-seed differences, and Cliff's delta between "
     "per-utterance scores. Across pairs, each (pair, seed) pair of trained students is one "
     "unit: Wilcoxon signed-rank over the per-unit differences of per-seed means, "
-    "Holm-adjusted per table; this test includes training randomness. Confidence intervals "
+    "Holm-adjusted per table; this test includes training randomness. The trend with "
+    "mismatch is the least-squares slope of those unit differences on the pair's mismatch "
+    "level, with a t-test of the slope, Holm-adjusted per table. Confidence intervals "
     "are 95 % t-intervals of the mean difference over seed-level units (per pair the "
     "per-seed differences, across pairs the (pair, seed) units), unadjusted. Cells missing "
     "seeds are flagged as incomplete."
@@ -237,6 +246,7 @@ def across_pairs(
     scores: pd.DataFrame,
     higher_is_better: Mapping[str, bool],
     references: Sequence[str] = ("none",),
+    mismatch: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Each method against each reference over every (pair, seed) both have, with the
     trained student pair as the unit: the seed-level answer to "is it real or seed noise?".
@@ -249,7 +259,10 @@ def across_pairs(
     price is that it asks a question about the whole suite of pairs, not about one pair.
     Columns: dataset, metric, method, reference, n_units, delta (mean difference),
     ci_low, ci_high (`mean_ci` over the units), n_better (units where the method is
-    strictly better), p_wilcoxon, p_holm.
+    strictly better), p_wilcoxon, p_holm; and, from each pair's `mismatch` level, the
+    trend of the difference with the level: trend (slope per level, raw sign like delta),
+    trend_ci_low, trend_ci_high, p_trend (Holm-adjusted like p_holm). The trend is NaN
+    without levels, or with fewer than two levels or three units.
     """
     _validate(scores, higher_is_better)
     unit = ["dataset", "pair", "seed", "metric"]
@@ -263,8 +276,12 @@ def across_pairs(
             for method in table.columns:
                 if method == ref:
                     continue
-                diff = (table[method] - table[ref]).dropna().to_numpy()
+                units = (table[method] - table[ref]).dropna()
+                diff = units.to_numpy()
                 low, high = mean_ci(diff)
+                levels = units.index.get_level_values("pair").map(
+                    lambda pair: (mismatch or {}).get(pair, np.nan)
+                ).to_numpy(dtype=float)
                 rows.append({
                     "dataset": dataset, "metric": metric, "method": method, "reference": ref,
                     "n_units": int(diff.size),
@@ -272,16 +289,34 @@ def across_pairs(
                     "ci_low": low, "ci_high": high,
                     "n_better": int((sign * diff > 0).sum()),
                     "p_wilcoxon": _signed_rank(diff),
+                    **_trend(levels, diff),
                 })
     out = pd.DataFrame(rows, columns=[
         "dataset", "metric", "method", "reference", "n_units", "delta", "ci_low", "ci_high",
-        "n_better", "p_wilcoxon", "p_holm",
+        "n_better", "p_wilcoxon", "p_holm", "trend", "trend_ci_low", "trend_ci_high",
+        "p_trend_raw", "p_trend",
     ])
     for _, table in out.groupby(_TABLE, sort=False):
-        tested = table[table["p_wilcoxon"].notna()]
-        keys = [frozenset(pair) for pair in zip(tested["method"], tested["reference"])]
-        out.loc[tested.index, "p_holm"] = _holm_once_per_hypothesis(keys, tested["p_wilcoxon"])
-    return out
+        for raw, adjusted in (("p_wilcoxon", "p_holm"), ("p_trend_raw", "p_trend")):
+            tested = table[table[raw].notna()]
+            keys = [frozenset(pair) for pair in zip(tested["method"], tested["reference"])]
+            out.loc[tested.index, adjusted] = _holm_once_per_hypothesis(keys, tested[raw])
+    return out.drop(columns="p_trend_raw")
+
+
+def _trend(levels: np.ndarray, diff: np.ndarray) -> dict[str, float]:
+    """Slope of the unit differences on the mismatch level, its 95 % t-interval and the
+    two-sided p of the slope (NaN where a line is not determined)."""
+    known = ~np.isnan(levels)
+    levels, diff = levels[known], diff[known]
+    if diff.size < 3 or np.unique(levels).size < 2:
+        return {"trend": np.nan, "trend_ci_low": np.nan, "trend_ci_high": np.nan,
+                "p_trend_raw": np.nan}
+    fit = sps.linregress(levels, diff)
+    half = sps.t.ppf(0.5 + CI_LEVEL / 2, diff.size - 2) * fit.stderr
+    p = float(fit.pvalue) if np.isfinite(fit.pvalue) else np.nan
+    return {"trend": float(fit.slope), "trend_ci_low": float(fit.slope - half),
+            "trend_ci_high": float(fit.slope + half), "p_trend_raw": p}
 
 
 def _validate(scores: pd.DataFrame, higher_is_better: Mapping[str, bool]) -> None:
