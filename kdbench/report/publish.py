@@ -308,6 +308,8 @@ def page(
         *(
             [
                 "",
+                "### Does the gain grow with mismatch?",
+                "",
                 markdown_table(trend_table(data, dataset)),
                 "",
                 "Over the same units, Δ/level = the least-squares slope of the unit "
