@@ -325,7 +325,7 @@ def _all_tables(data: LeaderboardData) -> list[DisplayTable]:
     tables = display_tables(data)
     for dataset in data.datasets:
         tables += [rank_table(data, dataset), across_pairs_table(data, dataset)]
-        if has_trend(data) and len(data.across_pairs):
+        if has_trend(data):
             tables.append(trend_table(data, dataset))
         if data.teachers > 1:
             tables.append(teacher_level_table(data, dataset))

@@ -500,7 +500,7 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
         console.print(table)
         _render_ranks(data, dataset, console)
         _render_across_pairs(data, dataset, console)
-        if has_trend(data) and len(data.across_pairs):
+        if has_trend(data):
             _render_trend(data, dataset, console)
         if data.teachers > 1:
             _render_teacher_level(data, dataset, console)
@@ -584,8 +584,10 @@ TREND_COLUMNS = ("95 % CI", "p (Holm)")
 
 
 def has_trend(data: LeaderboardData) -> bool:
-    """Whether the shown pairs span two mismatch levels or more, so a trend is defined."""
-    return len({data.mismatch.get(pair) for pair in data.pairs} - {None}) >= 2
+    """Whether there are across-pairs comparisons and the shown pairs span two mismatch
+    levels or more, so a trend is defined."""
+    levels = {data.mismatch.get(pair) for pair in data.pairs} - {None}
+    return len(data.across_pairs) > 0 and len(levels) >= 2
 
 
 def trend_cells(data: LeaderboardData, dataset: str, metric: str, method: str, ref: str) -> list[str]:

@@ -319,7 +319,7 @@ def page(
                 "Holm-adjusted per metric like p. Columns `trend*` and `p_trend` of "
                 "`across_pairs.csv`.",
             ]
-            if has_trend(data) and len(data.across_pairs)
+            if has_trend(data)
             else []
         ),
         "",
@@ -409,7 +409,7 @@ def publish(
         shown.variance.to_csv(out / "variance_components.csv", index=False)
         tables = [
             *display_tables(shown), rank_table(shown, dataset), across_pairs_table(shown, dataset),
-            *([trend_table(shown, dataset)] if has_trend(shown) and len(shown.across_pairs) else []),
+            *([trend_table(shown, dataset)] if has_trend(shown) else []),
             variance_table(shown, dataset),
             *([teacher_level_table(shown, dataset)] if shown.teachers > 1 else []),
         ]
