@@ -166,6 +166,16 @@ def test_terminal_table_shows_references_and_ranks(grid_run: GridRun):
         assert needle in text
 
 
+def test_a_narrow_terminal_folds_names_never_a_score(grid_run: GridRun):
+    cell = re.compile(r"-?\d+\.\d{3}±\d+\.\d{3}")
+    wide = cell.findall(leaderboard(grid_run.store))
+    narrow = CliRunner(env={"COLUMNS": "72"}).invoke(
+        main, ["leaderboard", *GRID, "--results", str(grid_run.store)]
+    )
+    assert narrow.exit_code == 0, narrow.output
+    assert wide and cell.findall(narrow.stdout) == wide
+
+
 def test_filters_hide_rows(grid_run: GridRun):
     frame = pd.read_csv(io.StringIO(leaderboard(
         grid_run.store, "--format", "csv", "--metric", "stoi", "--only-method", "cosine"

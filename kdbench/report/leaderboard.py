@@ -470,7 +470,9 @@ def render_terminal(data: LeaderboardData, console: Console) -> None:
         table.add_column("MAC/s", justify="right")
         for metric in data.metrics:
             arrow = "↑" if data.higher_is_better[metric] else "↓"
-            table.add_column(f"{metric}{arrow}", justify="right", overflow="fold")
+            # A cell such as `10.444±0.149**` is read as one number: narrow terminals fold
+            # the pair and method names, never a score.
+            table.add_column(f"{metric}{arrow}", justify="right", no_wrap=True)
         for role, label in (("noisy", "noisy input"), ("teacher", "teacher")):
             cells = []
             for metric in data.metrics:

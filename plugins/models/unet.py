@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "channels": [16, 32, 64, 128],
     "kernel": 5,
     "dropout": 0.0,
+    "mask_floor": 0.0,
     "n_fft": 512,
     "hop": 128,
 }
@@ -61,12 +62,16 @@ class UNet(MaskDenoiser):
         channels: Sequence[int],
         kernel: int,
         dropout: float = 0.0,
+        mask_floor: float = 0.0,
         n_fft: int = 512,
         hop: int = 128,
     ) -> None:
         super().__init__(n_fft=n_fft, hop=hop)
         if kernel % 2 == 0 or kernel < 1:
             raise ValueError(f"unet kernel must be odd and positive, got {kernel}")
+        if not 0.0 <= mask_floor < 1.0:
+            raise ValueError(f"unet mask_floor must be in [0, 1), got {mask_floor}")
+        self.mask_floor = float(mask_floor)
         channels = list(channels)
         inputs = [1, *channels[:-1]]
         self.encoder = nn.ModuleList(
@@ -117,7 +122,7 @@ class UNet(MaskDenoiser):
             x = block(x)[..., : target.shape[-2], : target.shape[-1]]
             if level < len(self.decoder) - 1:
                 latents[f"dec{level + 1}"] = x
-        return torch.sigmoid(x), latents
+        return self.mask_floor + (1.0 - self.mask_floor) * torch.sigmoid(x), latents
 
 
 def build_unet(params: Mapping[str, Any]) -> UNet:
