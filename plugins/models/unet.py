@@ -4,7 +4,9 @@ Encoder: strided Conv2d blocks (stride 2, BatchNorm, LeakyReLU 0.2), one per ent
 `channels`. Decoder: ConvTranspose2d blocks with concatenated skips, BatchNorm, ReLU and
 optional Dropout2d in the first three (the paper's 0.5; CPU presets use 0 because tiny
 students trained for a few hundred steps only lose from it). A sigmoid mask multiplies the
-noisy magnitude. The input is log1p-compressed so that BatchNorm sees a sane dynamic range.
+noisy magnitude; `mask_floor` lifts it into [floor, 1], a limit on how much of any bin the
+model may remove (0, the default, leaves the plain sigmoid and every existing spec's
+numbers). The input is log1p-compressed so that BatchNorm sees a sane dynamic range.
 """
 
 from __future__ import annotations
