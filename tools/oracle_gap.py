@@ -4,9 +4,10 @@ room, so that the next teacher recipe is aimed at what is missing (issue 15's ga
 
     .venv/bin/python tools/oracle_gap.py [TEACHER.pt]   # default: configs/teachers/quick-seed0.pt
 
-The oracle is |clean| / |noisy| clipped to [0, 1] on the teachers' own STFT (512-point Hann,
-hop 128) with the noisy phase: the best a magnitude mask of that analysis can do. Only the
-validation split is read; it prints the three tables.
+The oracle is |clean| / |noisy| clipped to [0, 1] on the teacher's own STFT (its `stft` and
+`istft`) with the noisy phase: the best a magnitude mask of that analysis can do. Scores are
+the registered `si_sdr` metric's. Only the validation split is read; it prints the three
+tables.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kdbench.api import MaskDenoiser
 from kdbench.config import load_config
 from kdbench.deploy.checkpoints import build_from_checkpoint
 from kdbench.files.cache import cache_root
@@ -25,23 +27,14 @@ from kdbench.plugin.registry import get_registry
 from kdbench.run.trial import denoise_utterances
 
 ROOT = Path(__file__).resolve().parents[1]
-N_FFT, HOP = 512, 128
 
 
-def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Zero-mean SI-SDR in dB, as the `si_sdr` metric computes it."""
-    estimate, reference = estimate - estimate.mean(), reference - reference.mean()
-    projection = (estimate @ reference) / (reference @ reference + 1e-12) * reference
-    residual = estimate - projection
-    return float(10 * np.log10((projection @ projection) / (residual @ residual + 1e-12) + 1e-12))
-
-
-def oracle_mask(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
-    window = torch.hann_window(N_FFT, dtype=torch.float64)
-    spectra = [torch.stft(torch.from_numpy(x), N_FFT, HOP, window=window, return_complex=True)
-               for x in (clean, noisy)]
-    mask = (spectra[0].abs() / spectra[1].abs().clamp_min(1e-8)).clamp(0, 1)
-    return torch.istft(mask * spectra[1], N_FFT, HOP, window=window, length=len(noisy)).numpy()
+def oracle_mask(model: MaskDenoiser, clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+    """The clipped ideal ratio mask applied on `model`'s analysis, with the noisy phase."""
+    with torch.no_grad():
+        clean_spec, noisy_spec = (model.stft(torch.from_numpy(x)) for x in (clean, noisy))
+        mask = (clean_spec.abs() / noisy_spec.abs().clamp_min(1e-8)).clamp(0, 1)
+        return model.istft(mask * noisy_spec, len(noisy)).numpy()
 
 
 def main() -> None:
@@ -57,16 +50,18 @@ def main() -> None:
     )
     valid = dataset.splits["valid"]
     teacher = build_from_checkpoint(args.teacher, registry)[0].eval()
+    metric = registry.get("metrics", "si_sdr")
     rows = []
     for utterance, estimate in zip(valid, denoise_utterances(teacher, valid)):
-        clean = np.asarray(utterance.clean, np.float64)
-        noisy = np.asarray(utterance.noisy, np.float64)
+        clean = np.asarray(utterance.clean, np.float32)
+        noisy = np.asarray(utterance.noisy, np.float32)
+        estimates = {"noisy": noisy, "teacher": estimate,
+                     "oracle": oracle_mask(teacher, clean, noisy)}
         rows.append({
             "noise": utterance.meta["noise"], "snr_db": utterance.meta["snr_db"],
             "room": utterance.meta.get("rt60_s") is not None,
-            "noisy": si_sdr(noisy, clean),
-            "teacher": si_sdr(np.asarray(estimate, np.float64), clean),
-            "oracle": si_sdr(oracle_mask(clean, noisy), clean),
+            **{name: metric.compute(clean, np.asarray(x, np.float32), dataset.sample_rate)
+               for name, x in estimates.items()},
         })
     frame = pd.DataFrame(rows)
     for key in ("noise", "snr_db", "room"):

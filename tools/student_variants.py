@@ -34,9 +34,9 @@ from kdbench.plugin.registry import get_registry
 from kdbench.run.grid import select_pairs
 from kdbench.train.trainer import train
 
-VALIDATION_SETS = {"procedural": {}, "espeak": {"n_train": 1}}
-"""The splits that choose: the training corpus's own, and eSpeak's (only its validation
-split is read, so its training split is kept to one utterance)."""
+UNSEEN_SPEECH = ("espeak", {"n_train": 1})
+"""The second split that chooses, beside the training corpus's own: eSpeak's (only its
+validation split is read, so its training split is kept to one utterance)."""
 
 
 def _assignments(items: list[str]) -> dict[str, Any]:
@@ -60,11 +60,12 @@ def main() -> None:
     trained_on = registry.get("datasets", dataset_name).prepare(
         config.plugin_params("dataset", dataset_name), cache_root()
     )
+    unseen, extra = UNSEEN_SPEECH
     scored_on = {
-        name: registry.get("datasets", name).prepare(
-            {**config.plugin_params("dataset", name), **extra}, cache_root()
-        )
-        for name, extra in VALIDATION_SETS.items()
+        dataset_name: trained_on,
+        unseen: registry.get("datasets", unseen).prepare(
+            {**config.plugin_params("dataset", unseen), **extra}, cache_root()
+        ),
     }
     print(json.dumps({"name": "noisy", **{
         name: means(validation_scores(None, dataset)) for name, dataset in scored_on.items()
