@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas.testing as pd_testing
 import pytest
+import torch
 from kdbench_plugins.executors.local import LocalExecutor
 from rich.console import Console
 from test_runner import TINY
@@ -81,6 +82,15 @@ def test_trials_record_their_platform_and_a_mixed_cell_is_flagged(tmp_path: Path
     assert set(trials["platform"]) == {here["fingerprint"]}
     assert trials["details"].iloc[0]["platform"]["cpu_isa"] == here["cpu_isa"]
     assert not collect(grid, store, config).mixes_platforms("width", "none")
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(grid.students[0].threads + 3)  # the parent's count is not a trial's
+    try:
+        rerun = io.StringIO()
+        run_grid(grid, store, LocalExecutor(), {}, 1, console=Console(file=rerun, width=300))
+    finally:
+        torch.set_num_threads(threads)
+    assert "skipped" in rerun.getvalue() and "another numeric platform" not in rerun.getvalue()
 
     other = grid.students[1].id
     store.connection.execute("UPDATE trials SET platform = 'elsewhere' WHERE id = ?", (other,))

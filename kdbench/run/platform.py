@@ -81,8 +81,10 @@ def _library_versions() -> dict[str, str]:
     }
 
 
-def describe(device: torch.device | str = "cpu") -> dict[str, Any]:
-    """The platform of work done on `device` in this process, with its fingerprint."""
+def describe(device: torch.device | str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """The platform of work done on `device` in this process, with its fingerprint;
+    `threads`: as a trial run here with that many torch threads would record it (a grid's
+    workers run with fewer threads than the process that starts them)."""
     device = torch.device(device)
     vendor, model = _cpu()
     facts: dict[str, Any] = {
@@ -94,7 +96,7 @@ def describe(device: torch.device | str = "cpu") -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": "",
         "cudnn": "",
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads() if threads is None else threads,
         "kernel_settings": {name: os.environ[name] for name in KERNEL_SETTINGS if name in os.environ},
         **_library_versions(),
     }

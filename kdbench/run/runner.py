@@ -147,17 +147,23 @@ def _outcomes(
 def _say_which_platforms_are_reused(grid: Grid, store: Store, console: Console) -> None:
     """Finished trials are reused whatever platform made them (the platform is provenance,
     not identity: see `kdbench.run.platform`); say so when some were made elsewhere, since
-    a cell that mixes platforms mixes last bits."""
-    here = platform.describe("cpu")
+    a cell that mixes platforms mixes last bits. Each is compared with what the same trial
+    would record here, with the torch threads the grid gives it: the parent process's own
+    thread count is not a trial's."""
     trials = store.trials(dataset_identities={trial.dataset_identity for trial in grid.trials})
-    ids = {trial.id for trial in grid.trials}
-    made = trials[trials["id"].isin(ids) & trials["platform"].notna()]
-    elsewhere = made[made["platform"] != here["fingerprint"]]
+    by_id = {trial.id: trial for trial in grid.trials}
+    made = trials[trials["id"].isin(by_id) & trials["platform"].notna()]
+    here = {
+        trial_id: platform.describe("cpu", threads=max(1, by_id[trial_id].threads))
+        for trial_id in made["id"]
+    }
+    elsewhere = made[made["platform"] != made["id"].map(lambda i: here[i]["fingerprint"])]
     if len(elsewhere):
         labels = sorted({platform.label(d.get("platform", {})) for d in elsewhere["details"]})
+        ours = sorted({platform.label(here[i]) for i in elsewhere["id"]})
         console.print(
             f"[yellow]{len(elsewhere)} of the skipped trial(s) were made on another numeric "
-            f"platform[/yellow] ({'; '.join(labels)}), not this one ({platform.label(here)}). "
+            f"platform[/yellow] ({'; '.join(labels)}), not this one ({'; '.join(ours)}). "
             "They are reused: the platform is recorded with each trial but is not part of its "
             "id. The leaderboard flags cells that mix platforms; for this machine's own "
             "numbers, run into a fresh store (--results)."
