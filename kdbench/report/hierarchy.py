@@ -365,8 +365,9 @@ def _mixed_fit(units: pd.DataFrame, pair_effects: bool) -> tuple[dict[str, objec
     se = float(result.bse_fe[0]) * scale
     # The boundary first: an optimum on the edge of the parameter space is where gradient
     # optimisers stall, so whether the same fit also reports "not converged" depends on the
-    # statsmodels/scipy release and the machine (statsmodels 0.15.0 with scipy 1.17.1 does
-    # for tests/test_hierarchy.py's boundary case; the releases that test was written on did not).
+    # statsmodels/scipy release and the machine (tests/test_hierarchy.py's boundary case
+    # stalls with statsmodels 0.15.0 and scipy 1.17.1 on an AMD EPYC VM; it did not in the
+    # CI runs before 2026-12-02).
     if float(result.cov_re[0, 0]) < _BOUNDARY:
         stalled = "" if result.converged else "; the optimiser stalled there"
         return None, f"REML put the teacher variance at 0 (boundary fit{stalled})"
