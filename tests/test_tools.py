@@ -39,6 +39,11 @@ def _json_lines(lines: list[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
+def _oracle_summary(lines: list[str]) -> dict[str, float]:
+    """oracle_gap's last line, `all: {...}`: the means over the whole validation split."""
+    return ast.literal_eval(lines[-1].removeprefix("all: "))
+
+
 @pytest.fixture(scope="module")
 def oracle_gap(session_cache: Path) -> list[str]:
     return _run_tool("oracle_gap.py", [], session_cache)
@@ -61,7 +66,7 @@ def student_variants(session_cache: Path) -> list[dict[str, Any]]:
 
 
 def test_oracle_gap_scores_the_shipped_teacher_as_its_manifest_does(oracle_gap) -> None:
-    summary = ast.literal_eval(oracle_gap[-1].removeprefix("all: "))
+    summary = _oracle_summary(oracle_gap)
     manifest = json.loads(MANIFEST.read_text())
     assert summary["teacher"] == pytest.approx(
         manifest["teachers"]["0"]["valid_means"]["si_sdr"], abs=0.01
@@ -78,7 +83,7 @@ def test_teacher_variants_trains_the_asked_teacher_and_scores_validation(
     unet = get_registry().get("models", "unet").build({"channels": [4, 8], "kernel": 5})
     assert teacher_variant["params"] == sum(p.numel() for p in unet.parameters())
     assert teacher_variant["kept_step"] == 2 and len(teacher_variant["valid_curve"]) == 1
-    noisy = ast.literal_eval(oracle_gap[-1].removeprefix("all: "))["noisy"]
+    noisy = _oracle_summary(oracle_gap)["noisy"]
     assert teacher_variant["noisy_valid_means"]["si_sdr"] == pytest.approx(noisy, abs=0.005)
 
 

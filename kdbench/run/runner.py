@@ -153,14 +153,12 @@ def _say_which_platforms_are_reused(grid: Grid, store: Store, console: Console) 
     trials = store.trials(dataset_identities={trial.dataset_identity for trial in grid.trials})
     by_id = {trial.id: trial for trial in grid.trials}
     made = trials[trials["id"].isin(by_id) & trials["platform"].notna()]
-    here = {
-        trial_id: platform.describe("cpu", threads=max(1, by_id[trial_id].threads))
-        for trial_id in made["id"]
-    }
-    elsewhere = made[made["platform"] != made["id"].map(lambda i: here[i]["fingerprint"])]
+    threads = made["id"].map(lambda trial_id: by_id[trial_id].torch_threads)
+    here = {count: platform.describe("cpu", threads=count) for count in set(threads)}
+    elsewhere = made[made["platform"] != threads.map(lambda count: here[count]["fingerprint"])]
     if len(elsewhere):
         labels = sorted({platform.label(d.get("platform", {})) for d in elsewhere["details"]})
-        ours = sorted({platform.label(here[i]) for i in elsewhere["id"]})
+        ours = sorted({platform.label(here[count]) for count in threads[elsewhere.index]})
         console.print(
             f"[yellow]{len(elsewhere)} of the skipped trial(s) were made on another numeric "
             f"platform[/yellow] ({'; '.join(labels)}), not this one ({'; '.join(ours)}). "

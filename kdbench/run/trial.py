@@ -73,6 +73,11 @@ class Trial:
     device: str = "auto"
     deterministic: bool = True
 
+    @property
+    def torch_threads(self) -> int:
+        """The torch threads the trial runs with (and records in its platform)."""
+        return max(1, self.threads)
+
     def label(self) -> str:
         scored_on = f" (scored on {', '.join(self.score_only)})" if self.score_only else ""
         return f"{self.dataset}/{self.what()}{scored_on}"
@@ -402,7 +407,7 @@ def execute(trial: Trial, on_step: Callable[[int, int], None] | None = None) -> 
     `device` below is the torch device the trial resolved to on this machine: every model
     of the trial runs there, and it is recorded in `details["device"]`.
     """
-    torch.set_num_threads(max(1, trial.threads))
+    torch.set_num_threads(trial.torch_threads)
     outcome = Outcome(trial=trial, status="done", started=time.time())
     device = torch.device("cpu")
     try:
