@@ -132,6 +132,7 @@ def test_published_page_has_provenance(grid_run: GridRun, published: Path):
     assert "With 2 seed(s)" in readme
     assert re.search(r"\*\*compute\*\*: \d+ s", readme)
     assert re.search(r"torch [\d.]+.*pesq [\d.]+.*pystoi [\d.]+", readme)
+    assert re.search(r"scipy [\d.]+, statsmodels [\d.]+, pandas [\d.]+", readme)
 
 
 @pytest.mark.parametrize("fmt", ["md", "csv", "latex", "html", "json"])

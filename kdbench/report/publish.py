@@ -198,7 +198,8 @@ def provenance_section(
         f"{len(data.trials)} stored trial(s) of the grid",
         f"- **software**: python {platform.python_version()}, torch {version_of('torch')}, "
         f"pesq {version_of('pesq')}, pystoi {version_of('pystoi')}, numpy {version_of('numpy')}, "
-        f"scipy {version_of('scipy')}",
+        f"scipy {version_of('scipy')}, statsmodels {version_of('statsmodels')}, "
+        f"pandas {version_of('pandas')}",
         "",
         "### Metrics",
         "",
