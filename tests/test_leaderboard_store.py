@@ -1,7 +1,8 @@
 """The committed leaderboard store is a store of today's grid, so the run it holds resumes.
 
-`leaderboards/runs/procedural-quick.db` holds the finished trials of a run that takes longer
-than a session (leaderboards/README.md). A change of the code, the corpus or the quick
+`leaderboards/runs/procedural-quick.db` holds every trial of the published run, which took
+longer than a session (leaderboards/README.md), so `kdbench leaderboard` re-renders the pages
+from it. A change of the code, the corpus or the quick
 preset that changes trial ids would orphan them: the next `kdbench run` into that store
 would silently start the grid again beside rows no page can use. This fails first, naming
 the way out (re-run into a fresh store, or restore the ids).
@@ -42,4 +43,5 @@ def test_every_finished_trial_of_the_committed_store_is_a_trial_of_todays_grid(
         "a change altered their ids; re-run the leaderboard into a fresh store or restore them"
     )
     assert {trial.id for trial in grid.anchors} <= done
-    assert len(done & {trial.id for trial in grid.students}) >= 5 * 7 * 6
+    missing = {trial.id for trial in grid.students} - done
+    assert not missing, f"the published grid is complete; {len(missing)} student trial(s) are not done"
