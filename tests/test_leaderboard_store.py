@@ -2,9 +2,9 @@
 
 `leaderboards/runs/procedural-quick.db` holds every trial of the published run, which took
 longer than a session (leaderboards/README.md), so `kdbench leaderboard` re-renders the pages
-from it. A change of the code, the corpus or the quick
-preset that changes trial ids would orphan them: the next `kdbench run` into that store
-would silently start the grid again beside rows no page can use. This fails first, naming
+from it. A change of the code, the corpus or the quick preset that changes trial ids would
+orphan them: the next `kdbench run` into that store would silently start the grid again
+beside rows no page can use. This fails first, naming
 the way out (re-run into a fresh store, or restore the ids).
 """
 

@@ -161,6 +161,10 @@ def _metric_section(data: LeaderboardData) -> list[str]:
     return lines
 
 
+_VERSIONED = ("torch", "pesq", "pystoi", "numpy", "scipy", "statsmodels", "pandas")
+"""The distributions a page's numbers depend on: training, metrics, statistics."""
+
+
 def provenance_section(
     data: LeaderboardData, dataset: str, command: str, git: dict[str, str],
     source: str | None = None,
@@ -196,10 +200,8 @@ def provenance_section(
         f"{prepared.sample_rate} Hz, {len(prepared.splits['test'])} test utterances",
         f"- **compute**: {hours * 3600:.0f} s ({hours:.2f} h) summed over "
         f"{len(data.trials)} stored trial(s) of the grid",
-        f"- **software**: python {platform.python_version()}, torch {version_of('torch')}, "
-        f"pesq {version_of('pesq')}, pystoi {version_of('pystoi')}, numpy {version_of('numpy')}, "
-        f"scipy {version_of('scipy')}, statsmodels {version_of('statsmodels')}, "
-        f"pandas {version_of('pandas')}",
+        f"- **software**: python {platform.python_version()}, "
+        + ", ".join(f"{name} {version_of(name)}" for name in _VERSIONED),
         "",
         "### Metrics",
         "",
