@@ -317,18 +317,28 @@ def build(root: Path, out: Path) -> dict:
         pieces += split_long(whole)
     for piece in pyannote_pieces(root):
         pieces += split_long(piece)
+    return write_set(root, out, pieces, SOURCES, {"librivox-public-domain.txt": LIBRIVOX_NOTICE},
+                     SPEAKERS, "tools/build_realspeech.py")
+
+
+def write_set(root: Path, out: Path, pieces: list[Piece], sources: dict[str, Source],
+              notices: dict[str, str], speakers: dict[str, dict], built_by: str) -> dict:
+    """Write one shipped set (the test set's or the dev set's): clean/ FLACs, LICENSES/
+    (the archives' licence texts and our own `notices`) and MANIFEST.json; return the
+    manifest. Both sets share this so their manifests keep one format."""
     for folder in ("clean", "LICENSES"):
         shutil.rmtree(out / folder, ignore_errors=True)
         (out / folder).mkdir(parents=True)
-    for source in SOURCES.values():
+    for source in sources.values():
         for notice, inside in source.licences.items():
             shutil.copyfile(root / inside, out / "LICENSES" / notice)
-    (out / "LICENSES" / "librivox-public-domain.txt").write_text(LIBRIVOX_NOTICE)
+    for notice, text in notices.items():
+        (out / "LICENSES" / notice).write_text(text)
     entries = []
     for piece in pieces:
         name = f"clean/{piece.id}.flac"
         sf.write(out / name, piece.audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        source = SOURCES[piece.recording.package]
+        source = sources[piece.recording.package]
         entry = {
             "id": piece.id,
             "file": name,
@@ -355,8 +365,8 @@ def build(root: Path, out: Path) -> dict:
     manifest = {
         "format": 1,
         "sample_rate": SAMPLE_RATE,
-        "built_by": "tools/build_realspeech.py",
-        "speakers": SPEAKERS,
+        "built_by": built_by,
+        "speakers": speakers,
         "utterances": entries,
     }
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")

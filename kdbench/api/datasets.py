@@ -35,18 +35,23 @@ class PreparedDataset:
     description: str = ""
 
 
+SPLITS = ("train", "valid", "test")
+
+
 class Dataset:
     """A source of (clean, noisy) pairs for the train, valid and test splits.
 
-    A `test_only` dataset (real recordings too few to train on) prepares a `test` split
-    alone; a grid refuses it in `run.datasets`, where it would be trained on, and takes it
-    in `run.test_datasets`.
+    `splits` names the splits `prepare` returns. Real recordings too few to train on come
+    as a test set (`("test",)`: it reports, in `run.test_datasets`) or as a dev set
+    (`("valid",)`: it chooses settings, and must then never report). A grid refuses a
+    dataset without `train` and `valid` in `run.datasets` and one without `test` in
+    `run.test_datasets`, before anything is prepared, saying which use the dataset is for.
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     params: ClassVar[Mapping[str, Param]] = {}
-    test_only: ClassVar[bool] = False
+    splits: ClassVar[tuple[str, ...]] = SPLITS
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Load or generate the splits (caching under `cache_dir`) for resolved `params`."""

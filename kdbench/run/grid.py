@@ -126,12 +126,31 @@ def teacher_seed_of(student_seed: int, teacher_seeds: Sequence[int]) -> int:
     return teacher_seeds[student_seed % len(teacher_seeds)]
 
 
+def _check_splits(key: str, name: str, has: Sequence[str], needs: Sequence[str]) -> None:
+    """Refuse a dataset used where it lacks a split, naming what it is for instead."""
+    missing = [split for split in needs if split not in has]
+    if not missing:
+        return
+    if "train" in missing and tuple(has) == ("test",):
+        use = (f"{name} is a test-only dataset, so nothing can be trained on it; train on "
+               f"another dataset and evaluate on {name} with run.test_datasets")
+    elif "train" in missing:
+        use = (f"{name} prepares only {', '.join(has)}, so nothing can be trained on it; "
+               "train on another dataset")
+    else:
+        use = (f"{name} is not a test set (it prepares {', '.join(has)} only"
+               + (": a dev set, for choosing settings, which must then not report them)"
+                  if tuple(has) == ("valid",) else ")"))
+    raise ConfigError(f"{key}: {use} (missing split: {', '.join(missing)})")
+
+
 def _test_sets(
     config: Config, registry: Registry, cache_dir: Path, sample_rate: int | None, prepare: bool
 ) -> tuple[tuple[TestSet, ...], dict[str, PreparedDataset]]:
     """The extra test sets of `run.test_datasets`, prepared, at the training data's rate."""
     test_sets, prepared = [], {}
     for name in registry.select("datasets", config.run["test_datasets"]):
+        _check_splits("run.test_datasets", name, registry.get("datasets", name).splits, ("test",))
         params = config.plugin_params("dataset", name)
         identity = f"{name}-not-prepared"
         if prepare:
@@ -185,12 +204,7 @@ def build_grid(
     test_datasets: dict[str, PreparedDataset] = {}
     for dataset_name in registry.select("datasets", run["datasets"]):
         plugin = registry.get("datasets", dataset_name)
-        if plugin.test_only:
-            raise ConfigError(
-                f"run.datasets: {dataset_name} is a test-only dataset (no train or valid "
-                f"split), so nothing can be trained on it; train on another dataset and "
-                f"evaluate on {dataset_name} with run.test_datasets"
-            )
+        _check_splits("run.datasets", dataset_name, plugin.splits, ("train", "valid"))
         params = config.plugin_params("dataset", dataset_name)
         if prepare_datasets:
             datasets[dataset_name] = plugin.prepare(params, cache_dir)

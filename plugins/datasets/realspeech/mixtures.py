@@ -5,14 +5,15 @@ every cell of a per-noise or per-SNR breakdown has data. Clean utterances are de
 the cells in a fixed rotation that spreads each talker evenly (`talker_rotation`), so a
 cell's mixtures come from different talkers and every utterance is used about equally.
 
-Noise instances:
-- the procedural corpus's types are drawn exactly as its *test* split draws them
-  (`noise_rng(seed, "test", j)` for mixture j), so no training instance of the procedural
-  or eSpeak corpora is ever reused here;
-- `real_babble` sums three to five shipped utterances of talkers other than the
+Noise instances, for the test set (split `test`) and the dev set (split `valid`) alike:
+- the procedural corpus's types are drawn exactly as its split of the same name draws them
+  (`noise_rng(seed, split, j)` for mixture j), so no training instance of the procedural
+  or eSpeak corpora is ever reused here, and the dev set never meets a test instance;
+- `real_babble` sums three to five utterances of the same set by talkers other than the
   target's; `mains_hum` is the procedural hum without its fan. Both draw from generators
-  seeded with (seed, OWN_STREAM, purpose, j): OWN_STREAM is no split index, so these
-  seeds never coincide with the procedural corpus's (seed, split, purpose, u).
+  seeded with (seed, OWN_STREAMS[split], purpose, j): no stream is a split index, so these
+  seeds never coincide with the procedural corpus's (seed, split, purpose, u) nor with each
+  other's.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ speech style) this set draws: pinned, so a new procedural default leaves the set
 
 OWN_NOISES = ("real_babble", "mains_hum")
 NOISE_CHOICES = (*NOISE_TYPES, *OWN_NOISES)
-OWN_STREAM = 100
+OWN_STREAMS = {"test": 100, "valid": 101}
 _BABBLE, _HUM = 1, 2
 BABBLE_UTTERANCES = (3, 5)
 """Fewest and most utterances summed into one real babble."""
@@ -84,8 +85,8 @@ def talker_rotation(recordings: Sequence[CleanRecording]) -> list[CleanRecording
     return [recording for _, _, recording in sorted(placed, key=lambda item: item[:2])]
 
 
-def _own_rng(seed: int, purpose: int, index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, OWN_STREAM, purpose, index])
+def _own_rng(seed: int, split: str, purpose: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, OWN_STREAMS[split], purpose, index])
 
 
 def _unit_rms(x: np.ndarray) -> np.ndarray:
@@ -112,24 +113,26 @@ def real_babble(
 
 def noise_for(
     kind: str, index: int, target: CleanRecording, pool: Sequence[CleanRecording],
-    seed: int, n: int,
+    seed: int, n: int, split: str,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Mixture `index`'s noise of type `kind`, and the metadata that says where it came from."""
     if kind == "real_babble":
-        noise, used = real_babble(target, pool, _own_rng(seed, _BABBLE, index), n)
+        noise, used = real_babble(target, pool, _own_rng(seed, split, _BABBLE, index), n)
         return noise, {
             "noise_source": "realspeech",
             "babble_utterances": [r.id for r in used],
             "babble_speakers": sorted({r.speaker for r in used}),
         }
     if kind == "mains_hum":
-        return mains_hum(_own_rng(seed, _HUM, index), n), {"noise_source": "realspeech"}
-    noise = make_noise(kind, noise_rng(seed, "test", index), n, GENERATOR_STYLES[NOISE_GENERATOR])
-    return noise, {"noise_source": "procedural", "noise_split": "test", "noise_index": index}
+        return mains_hum(_own_rng(seed, split, _HUM, index), n), {"noise_source": "realspeech"}
+    noise = make_noise(kind, noise_rng(seed, split, index), n, GENERATOR_STYLES[NOISE_GENERATOR])
+    return noise, {"noise_source": "procedural", "noise_split": split, "noise_index": index}
 
 
-def mix_all(recordings: Sequence[CleanRecording], settings: MixSettings) -> list[Utterance]:
-    """The whole test split: for each noise, each SNR, `per_cell` mixtures."""
+def mix_all(
+    recordings: Sequence[CleanRecording], settings: MixSettings, split: str
+) -> list[Utterance]:
+    """The whole split (`test` or `valid`): for each noise, each SNR, `per_cell` mixtures."""
     rotation = talker_rotation(recordings)
     mixtures = []
     for kind in settings.noises:
@@ -139,14 +142,14 @@ def mix_all(recordings: Sequence[CleanRecording], settings: MixSettings) -> list
                 target = rotation[index % len(rotation)]
                 speech = target.audio.astype(np.float64)
                 noise, origin = noise_for(kind, index, target, recordings, settings.seed,
-                                          len(speech))
+                                          len(speech), split)
                 clean, noisy = scaled_pair(speech, noise, snr)
                 mixtures.append(Utterance(
-                    id=f"test-{index:04d}-{target.id}-{kind}{snr:+g}dB",
+                    id=f"{split}-{index:04d}-{target.id}-{kind}{snr:+g}dB",
                     clean=clean,
                     noisy=noisy,
                     meta={
-                        "split": "test",
+                        "split": split,
                         "speaker": target.speaker,
                         "sex": target.speaker_info["sex"],
                         "language": target.speaker_info["language"],

@@ -1,10 +1,14 @@
-"""The `realspeech` dataset: real recordings shipped with kdbench, as a test split only.
+"""The `realspeech` and `realspeech_dev` datasets: real recordings shipped with kdbench.
 
 About twenty utterances of six talkers (three female, three male; an audiobook, studio
-recordings, a microphone and a telephone call) are far too few to train on, so the set
-has no train or valid split: it is for asking whether what a model learnt on generated speech holds on real
-speech. `test_only` makes a grid refuse it in `run.datasets`, and the splits mapping
-refuses `train`/`valid` to anyone else who asks, with the same advice.
+recordings, a microphone and a telephone call) are far too few to train on, so `realspeech`
+has a test split alone: it asks whether what a model learnt on generated speech holds on
+real speech. That makes it unfit to choose anything, so `realspeech_dev` (about thirty
+utterances of four other talkers: an audiobook, LibriSpeech, Spanish MLS, spontaneous
+speech in two rooms) has a valid split alone, mixed the same way with other noise
+instances: real speech that may choose a recipe, which the test set then measures once.
+`splits` makes a grid refuse either where it does not belong, and the splits mapping refuses
+the other splits to anyone else who asks, with the same advice.
 
 Mixing takes a fraction of a second, so nothing is cached: `prepare` never writes, and
 two preparations are sample-identical because every draw is seeded (see `mixtures`).
@@ -32,37 +36,42 @@ from kdbench.api import (
 )
 
 NAME = "realspeech"
+DEV_NAME = "realspeech_dev"
 NOT_FOR_TRAINING = (
     f"dataset {NAME} is a test-only set (real recordings, too few to train on): it has no "
     f"train or valid split; train on another dataset (run.datasets) and evaluate on {NAME} "
     "with run.test_datasets"
 )
+DEV_ONLY = (
+    f"dataset {DEV_NAME} is a dev set (real recordings to choose settings on): it has a "
+    f"valid split alone; train on another dataset, choose on {DEV_NAME}'s valid split and "
+    f"report on {NAME} (run.test_datasets)"
+)
 
 
-class TestOnlySplits(Mapping[str, Sequence[Utterance]]):
-    """`test` alone; asking for `train` or `valid` is a ConfigError saying what to do
-    instead, where a plain dict would give a bare KeyError deep in training code."""
+class OneSplit(Mapping[str, Sequence[Utterance]]):
+    """`split` alone; asking for another of the usual splits is a ConfigError saying what
+    to do instead, where a plain dict would give a bare KeyError deep in training code."""
 
-    def __init__(self, test: Sequence[Utterance]) -> None:
-        self._test = test
+    def __init__(self, split: str, utterances: Sequence[Utterance], refusal: str) -> None:
+        self._split, self._utterances, self._refusal = split, utterances, refusal
 
     def __getitem__(self, split: str) -> Sequence[Utterance]:
-        if split == "test":
-            return self._test
-        if split in ("train", "valid"):
-            raise ConfigError(NOT_FOR_TRAINING)
+        if split == self._split:
+            return self._utterances
+        if split in ("train", "valid", "test"):
+            raise ConfigError(self._refusal)
         raise KeyError(split)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(("test",))
+        return iter((self._split,))
 
     def __len__(self) -> int:
         return 1
 
 
-def mix_settings(params: Mapping[str, Any]) -> MixSettings:
+def mix_settings(params: Mapping[str, Any], owner: str) -> MixSettings:
     """Check resolved parameters and turn them into the mixer's settings."""
-    owner = f"dataset.{NAME}"
     snrs = checked_snrs(owner, params["snrs"])
     if not params["noises"]:
         raise ConfigError(f"{owner}.noises: at least one noise type is needed")
@@ -94,7 +103,9 @@ class RealSpeechDataset(Dataset):
         "shipped with kdbench, mixed with the procedural test noises, real babble and "
         "mains hum"
     )
-    test_only: ClassVar[bool] = True
+    splits: ClassVar[tuple[str, ...]] = ("test",)
+    folder: ClassVar[Path] = shipped.DATA_DIR
+    refusal: ClassVar[str] = NOT_FOR_TRAINING
     params: ClassVar[Mapping[str, Param]] = {
         "snrs": Param([-5.0, 0.0, 5.0, 10.0], "SNRs (dB); every noise type at each", list),
         "noises": Param(list(NOISE_CHOICES), "noise types (procedural ones plus real_babble "
@@ -106,18 +117,32 @@ class RealSpeechDataset(Dataset):
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Mix the shipped recordings; `cache_dir` is unused (see the module docstring)."""
-        settings = mix_settings(params)
-        manifest = shipped.manifest_bytes()
-        test = mix_all(shipped.load_recordings(), settings)
+        settings = mix_settings(params, f"dataset.{self.name}")
+        manifest = shipped.manifest_bytes(self.folder)
+        (split,) = self.splits
+        utterances = mix_all(shipped.load_recordings(self.folder), settings, split)
         return PreparedDataset(
             name=self.name,
             identity=identity(settings, manifest),
             sample_rate=shipped.SAMPLE_RATE,
-            splits=TestOnlySplits(test),
+            splits=OneSplit(split, utterances, self.refusal),
             description=self.description,
         )
+
+
+class RealSpeechDevDataset(RealSpeechDataset):
+    name: ClassVar[str] = DEV_NAME
+    description: ClassVar[str] = (
+        "DEV ONLY (valid split): real recordings of four talkers none of realspeech's "
+        "(LibriVox, LibriSpeech, Spanish MLS, spontaneous speech), mixed like realspeech "
+        "with other noise instances; for choosing settings, never for reporting"
+    )
+    splits: ClassVar[tuple[str, ...]] = ("valid",)
+    folder: ClassVar[Path] = shipped.DEV_DIR
+    refusal: ClassVar[str] = DEV_ONLY
 
 
 @hookimpl
 def kdbench_register_datasets(register: Any) -> None:
     register.add(RealSpeechDataset())
+    register.add(RealSpeechDevDataset())

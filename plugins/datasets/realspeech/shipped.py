@@ -1,4 +1,5 @@
-"""The recordings that ship beside this module, checked against their manifest.
+"""The recordings that ship beside this module, checked against their manifest: the test
+set's in this folder, the dev set's in `dev/` (the same layout, other talkers).
 
 Every load verifies each FLAC's sha256 (about a megabyte in all, milliseconds), so an
 installation whose data was altered or truncated fails naming the file instead of
@@ -19,7 +20,9 @@ from kdbench_plugins.datasets.procedural.speech import SAMPLE_RATE
 from kdbench.api import AudioError, read_audio
 
 DATA_DIR = Path(__file__).resolve().parent
-MANIFEST = DATA_DIR / "MANIFEST.json"
+"""The test set's folder (tools/build_realspeech.py)."""
+DEV_DIR = DATA_DIR / "dev"
+"""The dev set's folder (tools/build_realspeech_dev.py)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,11 +36,12 @@ class CleanRecording:
     speaker_info: dict[str, Any]
 
 
-def manifest_bytes() -> bytes:
+def manifest_bytes(folder: Path) -> bytes:
+    path = folder / "MANIFEST.json"
     try:
-        return MANIFEST.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
-        raise AudioError(f"{MANIFEST}: cannot read the real-speech manifest ({exc}); "
+        raise AudioError(f"{path}: cannot read the real-speech manifest ({exc}); "
                          "reinstall kdbench") from exc
 
 
@@ -45,15 +49,16 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_recordings() -> list[CleanRecording]:
-    """Every shipped clean utterance in manifest order, each checked against its hash."""
-    manifest = json.loads(manifest_bytes())
+def load_recordings(folder: Path) -> list[CleanRecording]:
+    """Every clean utterance shipped in `folder`, in manifest order, each checked against
+    its hash."""
+    manifest = json.loads(manifest_bytes(folder))
     if manifest["sample_rate"] != SAMPLE_RATE:
-        raise AudioError(f"{MANIFEST}: sample_rate {manifest['sample_rate']}, expected "
+        raise AudioError(f"{folder / 'MANIFEST.json'}: sample_rate {manifest['sample_rate']}, expected "
                          f"{SAMPLE_RATE}")
     recordings = []
     for entry in manifest["utterances"]:
-        path = DATA_DIR / entry["file"]
+        path = folder / entry["file"]
         if not path.is_file() or file_sha256(path) != entry["sha256"]:
             raise AudioError(f"{path}: missing or not the file MANIFEST.json lists "
                              "(sha256 differs); reinstall kdbench")
