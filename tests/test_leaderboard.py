@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -21,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from kdbench.cli import main
+from kdbench.report import publish as publish_module
 from kdbench.report.stats import METHODOLOGY
 from kdbench.run.store import Store
 
@@ -110,6 +112,20 @@ def test_published_numbers_match_the_store(grid_run: GridRun, published: Path):
             assert (published / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert f"]({png})" in readme
     assert "](site/index.html)" in readme and (published / "site" / "index.html").is_file()
+
+
+def test_publishing_from_a_dirty_checkout_warns_and_says_so_on_the_page(
+    grid_run: GridRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    dirty = {"commit": "0" * 40, "dirty": "yes (3 changed or untracked file(s))"}
+    monkeypatch.setattr(publish_module, "git_state", lambda: dirty)
+    with caplog.at_level(logging.WARNING, logger=publish_module.__name__):
+        leaderboard(grid_run.store, "--publish", str(tmp_path / "pages"))
+    assert "uncommitted changes (3 changed or untracked file(s))" in caplog.text
+    assert "commit first" in caplog.text
+    readme = (tmp_path / "pages" / "procedural-ci" / "README.md").read_text()
+    assert "dirty tree: yes (3 changed or untracked file(s))" in readme
 
 
 def test_published_page_has_provenance(grid_run: GridRun, published: Path):

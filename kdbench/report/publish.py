@@ -9,6 +9,7 @@ tables were computed from.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import platform
 import subprocess
@@ -40,6 +41,8 @@ from kdbench.report.plots import FOREST_READING, cost_plot, forest_plot
 from kdbench.run.platform import describe
 from kdbench.run.platform import label as platform_label
 from kdbench.run.store import Store
+
+logger = logging.getLogger(__name__)
 
 _CHECKPOINT_MEANING = {
     "last": "the weights after the last optimizer step",
@@ -386,6 +389,12 @@ def publish(
         )
     preset = Path(data.config.preset).stem
     git = git_state()  # before writing: a page published into the checkout must not dirty itself
+    if git["dirty"].startswith("yes"):
+        logger.warning(
+            "publishing from a checkout with uncommitted changes %s: the pages will say "
+            "'dirty tree: yes', and their commit alone does not reproduce them; commit first "
+            "for pages anyone can re-run", git["dirty"].removeprefix("yes "),
+        )
     written = []
     for dataset in data.datasets:
         shown = select(data, datasets=[dataset], pairs=data.pairs, metrics=data.metrics,
