@@ -8,7 +8,7 @@ belongs here. The submodules group the contracts by kind; their names are not pa
 API, `kdbench.api` is.
 """
 
-from kdbench.api.datasets import Dataset, PreparedDataset, Utterance, version_of
+from kdbench.api.datasets import SPLITS, Dataset, PreparedDataset, Utterance, version_of
 from kdbench.api.devices import (
     VISIBLE_DEVICES_ENV,
     check_device_setting,
@@ -74,6 +74,7 @@ __all__ = [
     "ConfigError",
     "CorruptFile",
     "Dataset",
+    "SPLITS",
     "Denoiser",
     "DenoiserOutput",
     "Event",

@@ -27,6 +27,7 @@ from kdbench_plugins.datasets.realspeech import shipped
 from kdbench_plugins.datasets.realspeech.mixtures import NOISE_CHOICES, MixSettings, mix_all
 
 from kdbench.api import (
+    SPLITS,
     ConfigError,
     Dataset,
     Param,
@@ -59,7 +60,7 @@ class OneSplit(Mapping[str, Sequence[Utterance]]):
     def __getitem__(self, split: str) -> Sequence[Utterance]:
         if split == self._split:
             return self._utterances
-        if split in ("train", "valid", "test"):
+        if split in SPLITS:
             raise ConfigError(self._refusal)
         raise KeyError(split)
 
