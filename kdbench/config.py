@@ -54,7 +54,9 @@ RUN_PARAMS: dict[str, Param] = {
     "methods": Param([], "KD methods under study (`all` = every registered)", list),
     "controls": Param([], "methods always run beside `methods`, on the same seeds", list),
     "baseline": Param("", "the method that the name `baseline` stands for", str),
-    "seeds": Param([0, 1, 2], "student seeds; a seed fixes init and data order", list, item_type=int),
+    "seeds": Param(
+        [0, 1, 2], "student seeds; a seed fixes init and data order", list, item_type=int, at_least=0
+    ),
     "metrics": Param([], "per-utterance metrics on the test split", list),
     "test_datasets": Param(
         [],
@@ -63,7 +65,7 @@ RUN_PARAMS: dict[str, Param] = {
         list,
     ),
     "executor": Param("local", "where trials run", str),
-    "jobs": Param(1, "trials run at once (spread round-robin over the visible GPUs)", int),
+    "jobs": Param(1, "trials run at once (spread round-robin over the visible GPUs)", int, at_least=1),
     "device": Param("auto", DEVICE_HELP, str),
     "deterministic": Param(
         True,
@@ -75,15 +77,16 @@ RUN_PARAMS: dict[str, Param] = {
 }
 
 TRAIN_PARAMS: dict[str, Param] = {
-    "steps": Param(400, "optimizer steps", int),
-    "batch_size": Param(16, "crops per batch", int),
-    "crop_seconds": Param(1.0, "length of the random training crops", float),
+    "steps": Param(400, "optimizer steps", int, at_least=1),
+    "batch_size": Param(16, "crops per batch", int, at_least=1),
+    "crop_seconds": Param(1.0, "length of the random training crops", float, above=0),
     "crop_grid_seconds": Param(
         0.25,
         "crop starts lie on this grid, so teacher outputs per crop can be reused",
         float,
+        above=0,
     ),
-    "lr": Param(1e-3, "Adam learning rate", float),
+    "lr": Param(1e-3, "Adam learning rate", float, above=0),
     "lr_schedule": Param(
         "constant",
         "the learning rate over the steps: constant, or cosine decay from `lr` to zero at "
@@ -91,7 +94,7 @@ TRAIN_PARAMS: dict[str, Param] = {
         str,
         LR_SCHEDULES,
     ),
-    "grad_clip": Param(5.0, "gradient-norm clip (0 = off)", float),
+    "grad_clip": Param(5.0, "gradient-norm clip (0 = off)", float, at_least=0),
     "task_loss": Param("magnitude_l1", "denoising loss against the clean target", str, tuple(TASK_LOSSES)),
     "checkpoint": Param(
         "last",
@@ -100,7 +103,7 @@ TRAIN_PARAMS: dict[str, Param] = {
         str,
         CHECKPOINT_POLICIES,
     ),
-    "valid_every": Param(100, "steps between validation-loss checks", int),
+    "valid_every": Param(100, "steps between validation-loss checks", int, at_least=1),
     "precision": Param(
         "fp32",
         "arithmetic of the training forward and loss: fp32, or bf16 autocast (faster on "
@@ -112,7 +115,7 @@ TRAIN_PARAMS: dict[str, Param] = {
 
 TEACHER_PARAMS: dict[str, Param] = {
     **TRAIN_PARAMS,
-    "steps": Param(1200, "optimizer steps of the teacher", int),
+    "steps": Param(1200, "optimizer steps of the teacher", int, at_least=1),
     "checkpoint": Param(
         "best_valid",
         "teacher weights kept (last, best_valid), or a checkpoint file to load instead of "
@@ -125,6 +128,7 @@ TEACHER_PARAMS: dict[str, Param] = {
         "distils from teacher seeds[s % len(seeds)] (students nested within teachers)",
         list,
         item_type=int,
+        at_least=0,
     ),
 }
 
@@ -307,8 +311,6 @@ def load_config(
     resolved["teacher"]["checkpoint"] = _teacher_checkpoint(
         resolved["teacher"]["checkpoint"], Path.cwd() if from_command_line else preset_folder(preset)
     )
-    if resolved["run"]["jobs"] < 1:
-        raise ConfigError("run.jobs: must be at least 1")
     check_device_setting(resolved["run"]["device"])
     for key in ("datasets", "metrics"):
         if not resolved["run"][key]:

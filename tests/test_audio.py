@@ -71,8 +71,10 @@ def test_garbage_bytes(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(api.AudioError, match=r"absent\.wav"):
+    with pytest.raises(api.AudioError, match=r"absent\.wav: no such file"):
         api.read_audio(tmp_path / "absent.wav", 16000)
+    with pytest.raises(api.AudioError, match=r"absent\.wav: no such file"):
+        api.audio_info(tmp_path / "absent.wav")
 
 
 def test_empty_and_non_finite_files(tmp_path: Path) -> None:

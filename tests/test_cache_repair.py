@@ -21,7 +21,8 @@ from kdbench_plugins.datasets.procedural import plugin as procedural
 from kdbench.api import CorruptFile, ModelSpec, PreparedDataset, Utterance
 from kdbench.config import TEACHER_PARAMS
 from kdbench.deploy.checkpoints import load_checkpoint, weights_crc32
-from kdbench.files.cache import save_atomically, staged_directory, write_atomically
+from kdbench.errors import KdbenchError
+from kdbench.files.cache import load_or_build, save_atomically, staged_directory, write_atomically
 from kdbench.plugin.registry import get_registry
 from kdbench.train import teacher as teacher_module
 from kdbench.train.crops import CropSampler
@@ -167,6 +168,39 @@ def test_workers_that_find_one_damaged_teacher_at_once_train_it_once(
     assert len(log.read_text().splitlines()) == 1
     assert len(_set_aside(path)) == 1
     assert caplog.text.count("set aside") == 1
+
+
+def test_an_entry_set_aside_between_the_look_and_the_read_is_waited_for(tmp_path: Path) -> None:
+    """The race a grid's workers run into (and CI once did, in the test above): one worker
+    sees the entry, another sets it aside before the first reads it. The first then waits
+    on the lock for the rebuilt entry instead of failing with 'no such checkpoint'."""
+    path = tmp_path / "entry.bin"
+    path.write_bytes(b"damaged")
+    reads: list[bool] = []
+
+    def load(entry: Path) -> bytes:
+        reads.append(entry.exists())
+        if len(reads) == 1:  # another worker sets the entry aside right now
+            entry.rename(entry.with_name("entry.bin.corrupt"))
+            raise KdbenchError(f"{entry}: no such checkpoint")
+        return entry.read_bytes()
+
+    def build() -> None:
+        path.write_bytes(b"rebuilt")
+
+    assert load_or_build(path, load, build, tmp_path / "entry.lock") == b"rebuilt"
+    assert reads == [True, True]
+
+
+def test_a_failing_read_of_an_entry_that_is_still_there_is_not_hidden(tmp_path: Path) -> None:
+    path = tmp_path / "entry.bin"
+    path.write_bytes(b"x")
+
+    def load(entry: Path) -> bytes:
+        raise KdbenchError(f"{entry}: made by a newer kdbench")
+
+    with pytest.raises(KdbenchError, match="made by a newer kdbench"):
+        load_or_build(path, load, lambda: None, tmp_path / "entry.lock")
 
 
 # --------------------------------------------------------------------------- teacher outputs

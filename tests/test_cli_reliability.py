@@ -186,6 +186,7 @@ def test_run_exits_1_while_a_trial_of_the_grid_is_failed_and_0_once_all_are_done
         (["run", "--jobs", "many"], "'many' is not a valid integer"),
         (["run", *GRID, "--set", "train.stepz=3", "--dry-run"], "train.stepz"),
         (["run", *GRID, "--seeds", "0,x", "--dry-run"], "--seeds '0,x'"),
+        (["run", *GRID, "--seeds", "0,-1", "--dry-run"], "--seeds '0,-1': must be >= 0, got -1"),
         (["run", *GRID, "--set", "tag[/red]=1", "--dry-run"], "tag[/red]"),
         (["run", *GRID, "--method", "[bold]x[/bold]", "--dry-run"], "'[bold]x[/bold]'"),
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kdbench.api import Param
 from kdbench.config import load_config, preset_names
 from kdbench.errors import ConfigError
 
@@ -32,6 +33,14 @@ def test_overrides_are_coerced_to_the_declared_types():
         ("method.cosinus.weight=1", r"unknown method 'cosinus'"),
         ("dataset.procedural.n_trian=3", r"dataset\.procedural\.n_trian: unknown parameter"),
         ("nonsense", r"expected section\.key=value"),
+        ("train.steps=0", r"train\.steps: must be >= 1, got 0"),
+        ("train.lr=0", r"train\.lr: must be > 0, got 0\.0"),
+        ("train.lr=nan", r"train\.lr: must be a number, got nan"),
+        ("run.seeds=0,-1", r"run\.seeds: must be >= 0, got -1"),
+        ("run.jobs=0", r"run\.jobs: must be >= 1, got 0"),
+        ("teacher.seeds=-2", r"teacher\.seeds: must be >= 0, got -2"),
+        ("method.cosine.weight=-1", r"method\.cosine\.weight: must be >= 0, got -1\.0"),
+        ("method.fgspkd.pretrain_fraction=1.5", r"method\.fgspkd\.pretrain_fraction: must be <= 1"),
     ],
 )
 def test_bad_keys_and_values_name_the_key_and_the_allowed_values(override, message):
@@ -55,3 +64,10 @@ def test_the_core_names_no_plugin_so_a_preset_must(tmp_path):
     path.write_text('[run]\nmetrics = ["si_sdr"]\n')
     with pytest.raises(ConfigError, match="run.datasets: the preset names none"):
         load_config(str(path))
+
+
+def test_a_bound_is_declared_only_on_numbers():
+    """A bound on a string would fail only when a user sets it; the plugin author hears now."""
+    with pytest.raises(TypeError, match="at_least/above/at_most need an int or float"):
+        Param("x", "a name", str, at_least=1)
+    assert Param([0], "seeds", list, item_type=int, at_least=0).coerce("k", "3,4") == [3, 4]

@@ -61,7 +61,7 @@ def teacher_variant(session_cache: Path) -> dict[str, Any]:
 def student_variants(session_cache: Path) -> list[dict[str, Any]]:
     return _json_lines(_run_tool("student_variants.py", [
         "passthrough", "--pairs", "width", "--seeds", "0", "--student", "mask_floor=0.999",
-        "--set", "train.steps=2",
+        "--set", "train.steps=2", "--method", "cosine", "--kd", "weight=0.5",
     ], session_cache))
 
 
@@ -100,3 +100,16 @@ def test_student_variants_applies_the_student_change_and_scores_every_split(
     assert (student["pair"], student["seed"], student["kept_step"]) == ("width", 0, 2)
     for split in splits:
         assert student[split] == pytest.approx(noisy[split], abs=0.01)
+
+
+
+def test_student_variants_distils_from_the_shipped_teacher_of_each_seed(
+    student_variants, session_cache: Path
+) -> None:
+    """`--method`: a KD weight is chosen with this tool on validation, so the method and its
+    parameters must reach training, and the teacher's outputs must come from its table."""
+    student = student_variants[1]
+    assert (student["method"], student["kd"]["weight"]) == ("cosine", 0.5)
+    key = json.loads(MANIFEST.read_text())["teachers"]["0"]["teacher_key"]
+    table = session_cache / "student_variants_teacher_outputs" / key
+    assert any(path.is_file() for path in table.rglob("*")), "no teacher outputs tabled"

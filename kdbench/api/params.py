@@ -19,6 +19,19 @@ class Param:
     type: type = float
     choices: tuple[Any, ...] | None = None
     item_type: type = str
+    at_least: float | None = None
+    """Smallest allowed value (of each item, for a list): a setting out of range would not
+    fail, it would run and record a meaningless result (0 steps: an untrained student)."""
+    above: float | None = None
+    """Exclusive lower bound, for settings where 0 itself is meaningless (a learning rate)."""
+    at_most: float | None = None
+    """Largest allowed value (a fraction's 1)."""
+
+    def __post_init__(self) -> None:
+        bounded = any(bound is not None for bound in (self.at_least, self.above, self.at_most))
+        numeric = self.item_type if self.type in (list, tuple) else self.type
+        if bounded and numeric not in (int, float):
+            raise TypeError(f"Param({self.help!r}): at_least/above/at_most need an int or float value")
 
     def coerce(self, key: str, value: Any) -> Any:
         """Turn a preset or command-line value into this parameter's type, or say why not."""
@@ -42,13 +55,26 @@ class Param:
                 raise ConfigError(
                     f"{key}: expected a list of {self.item_type.__name__}, got {value!r}"
                 ) from exc
+        items = coerced if isinstance(coerced, list) else [coerced]
         if self.choices is not None:
-            items = coerced if isinstance(coerced, list) else [coerced]
             for item in items:
                 if item not in self.choices:
                     allowed = ", ".join(map(str, self.choices))
                     raise ConfigError(f"{key}: {item!r} is not one of: {allowed}")
+        for item in items:
+            self._check_bounds(key, item)
         return coerced
+
+    def _check_bounds(self, key: str, item: Any) -> None:
+        bounded = any(bound is not None for bound in (self.at_least, self.above, self.at_most))
+        if bounded and item != item:  # NaN passes every comparison, so no bound would hold
+            raise ConfigError(f"{key}: must be a number, got {item!r}")
+        if self.at_least is not None and item < self.at_least:
+            raise ConfigError(f"{key}: must be >= {self.at_least:g}, got {item!r}")
+        if self.above is not None and item <= self.above:
+            raise ConfigError(f"{key}: must be > {self.above:g}, got {item!r}")
+        if self.at_most is not None and item > self.at_most:
+            raise ConfigError(f"{key}: must be <= {self.at_most:g}, got {item!r}")
 
 
 def resolve_params(

@@ -14,8 +14,8 @@ from rich.table import Table
 
 from kdbench import __version__
 from kdbench.cli.errors import EXIT_STATUS_HELP, EXIT_TRIALS_FAILED, ReportingGroup, err_console
-from kdbench.config import load_config
-from kdbench.errors import KdbenchError
+from kdbench.config import RUN_PARAMS, load_config
+from kdbench.errors import ConfigError, KdbenchError
 from kdbench.files.cache import cache_root
 from kdbench.plugin.registry import KINDS, get_registry
 
@@ -38,12 +38,13 @@ def grid_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _parse_seeds(seeds: str | None) -> list[int] | None:
+    """--seeds is checked as `run.seeds` is: the same type and range."""
     if seeds is None:
         return None
     try:
-        return [int(part) for part in seeds.split(",") if part.strip()]
-    except ValueError:
-        raise KdbenchError(f"--seeds {seeds!r}: expected a comma list of integers") from None
+        return RUN_PARAMS["seeds"].coerce(f"--seeds {seeds!r}", seeds)
+    except ConfigError as error:
+        raise KdbenchError(f"{error} (a comma list of non-negative integers)") from None
 
 
 def _prepare(

@@ -96,13 +96,20 @@ def _wav_truncation(path: Path) -> str | None:
     return None
 
 
+def _unreadable(path: Path, exc: Exception) -> AudioError:
+    """libsndfile says 'System error' for a missing file; say what is wrong instead."""
+    if not path.exists():
+        return AudioError(f"{path}: no such file")
+    return AudioError(f"{path}: cannot read audio file: {exc}")
+
+
 def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     """Header facts about `path`, so a dataset can check rates and lengths cheaply."""
     path = Path(path)
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, OSError) as exc:
-        raise AudioError(f"{path}: cannot read audio file: {exc}") from exc
+        raise _unreadable(path, exc) from exc
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
 
 
@@ -115,7 +122,7 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
     try:
         data, source_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, OSError) as exc:
-        raise AudioError(f"{path}: cannot read audio file: {exc}") from exc
+        raise _unreadable(path, exc) from exc
     if not RATE_RANGE[0] <= source_rate <= RATE_RANGE[1]:
         raise AudioError(
             f"{path}: declares a sample rate of {source_rate} Hz, outside "

@@ -24,7 +24,7 @@ import filelock
 import platformdirs
 import torch
 
-from kdbench.errors import CorruptFile
+from kdbench.errors import CorruptFile, KdbenchError
 
 CACHE_ENV = "KDBENCH_CACHE"
 
@@ -133,6 +133,11 @@ def load_or_build(
             return load(path)
         except CorruptFile:
             pass
+        except (KdbenchError, OSError):
+            if path.exists():
+                raise
+            # Another process set the entry aside between the look and the read; it is
+            # building it again, and the lock below waits for that.
     with filelock.FileLock(str(lock)):
         if os.path.lexists(path):
             try:

@@ -132,11 +132,16 @@ class RayExecutor(ProgressExecutor):
         "address": Param(
             "", "cluster to join (host:port, ray://host:port or auto); empty = start locally", str
         ),
-        "cpus_per_trial": Param(0.0, "CPUs each trial reserves (0 = its torch threads)", float),
-        "gpus_per_trial": Param(
-            0.0, "GPUs each trial reserves; a fraction shares one (0.25 = four per GPU)", float
+        "cpus_per_trial": Param(
+            0.0, "CPUs each trial reserves (0 = its torch threads)", float, at_least=0
         ),
-        "max_retries": Param(2, "retries of a trial whose worker or node died", int),
+        "gpus_per_trial": Param(
+            0.0,
+            "GPUs each trial reserves; a fraction shares one (0.25 = four per GPU)",
+            float,
+            at_least=0,
+        ),
+        "max_retries": Param(2, "retries of a trial whose worker or node died", int, at_least=0),
     }
 
     def check(self, items: Sequence[Any], jobs: int, params: Mapping[str, Any]) -> None:

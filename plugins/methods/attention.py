@@ -76,9 +76,9 @@ class AttentionMethod(KDMethod):
     name = "attention"
     description = "Attention transfer: L2 between normalised channel-energy maps"
     params: Mapping[str, Param] = {
-        "weight": Param(1.0, "KD weight", float),
+        "weight": Param(1.0, "KD weight", float, at_least=0),
         "latents": latents_param(["bottleneck"]),
-        "p": Param(2.0, "exponent of |z| in the attention map", float),
+        "p": Param(2.0, "exponent of |z| in the attention map", float, above=0),
         "resample": resample_param(),
     }
 

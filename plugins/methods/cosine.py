@@ -63,7 +63,7 @@ class CosineMethod(KDMethod):
     name = "cosine"
     description = "Cosine distance between projected student and teacher latents (the paper)"
     params: Mapping[str, Param] = {
-        "weight": Param(1.0, "KD weight lambda", float),
+        "weight": Param(1.0, "KD weight lambda", float, at_least=0),
         "latents": latents_param(["bottleneck"]),
         "match": match_param(),
         "axis": Param(

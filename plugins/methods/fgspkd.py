@@ -34,7 +34,6 @@ import torch.nn.functional as F
 
 from kdbench.api import (
     Batch,
-    ConfigError,
     DenoiserOutput,
     KDMethod,
     LatentPairLoss,
@@ -101,7 +100,7 @@ class FgSPKDMethod(KDMethod):
     name = "fgspkd"
     description = "Fine-grained similarity-preserving KD (Nathoo et al. 2024), the baseline"
     params: Mapping[str, Param] = {
-        "weight": Param(1.0, "KD weight", float),
+        "weight": Param(1.0, "KD weight", float, at_least=0),
         "latents": latents_param(["encoder", "bottleneck"]),
         "resample": resample_param(),
         "two_step": Param(
@@ -110,17 +109,13 @@ class FgSPKDMethod(KDMethod):
             bool,
         ),
         "pretrain_fraction": Param(
-            0.3, "fraction of the training steps spent in KD-only pre-training", float
+            0.3,
+            "fraction of the training steps spent in KD-only pre-training",
+            float,
+            at_least=0,
+            at_most=1,
         ),
     }
-
-    def __init__(self, **overrides: Any) -> None:
-        super().__init__(**overrides)
-        if not 0.0 <= self.hparams["pretrain_fraction"] <= 1.0:
-            raise ConfigError(
-                f"method.{self.name}.pretrain_fraction: must lie in [0, 1], got "
-                f"{self.hparams['pretrain_fraction']}"
-            )
 
     def build(
         self,

@@ -37,7 +37,7 @@ class MSEMethod(KDMethod):
     name = "mse"
     description = "FitNets: mean squared error between projected student and teacher latents"
     params: Mapping[str, Param] = {
-        "weight": Param(1.0, "KD weight lambda", float),
+        "weight": Param(1.0, "KD weight lambda", float, at_least=0),
         "latents": latents_param(["bottleneck"]),
         "match": match_param(),
         "resample": resample_param(),

@@ -69,7 +69,7 @@ class OutputMethod(KDMethod):
 
     name = "output"
     description = "L1 between the student's and the teacher's magnitude estimates"
-    params: Mapping[str, Param] = {"weight": Param(1.0, "KD weight lambda", float)}
+    params: Mapping[str, Param] = {"weight": Param(1.0, "KD weight lambda", float, at_least=0)}
 
     def build(
         self,

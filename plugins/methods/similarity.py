@@ -58,7 +58,7 @@ class SimilarityMethod(KDMethod):
     name = "similarity"
     description = "Similarity-preserving KD (Tung & Mori): match batch Gram matrices"
     params: Mapping[str, Param] = {
-        "weight": Param(1.0, "KD weight", float),
+        "weight": Param(1.0, "KD weight", float, at_least=0),
         "latents": latents_param(["bottleneck"]),
     }
 
