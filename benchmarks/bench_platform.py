@@ -7,9 +7,16 @@ conditional numerical reproducibility) and oneDNN's ISA (`ONEDNN_MAX_CPU_ISA`). 
 setting here runs the same tiny grid from an empty cache in a fresh process and prints a
 digest of every score (bit for bit) and the platform fingerprint. Two settings whose
 digests agree made the same bits on this machine. The digests are recorded in
-BENCHMARKS.md with the machine, so a session on another CPU type can run this script and
-compare its digests with those: equal digests there would show a setting that makes
+BENCHMARKS.md with the machine, one block per CPU vendor, so a session on another CPU type
+can run this script at the same commit and compare its digests with those: equal digests there would show a setting that makes
 results bit-identical across vendors; this machine alone cannot show that.
+
+A grid digest only says *whether* two machines agree. The operation probe (`--ops`, run by
+`main` under every setting too) says *where* they part: a digest per kernel family a trial
+uses (the STFT, Conv2d, ConvTranspose2d, BatchNorm, sgemm, elementwise transcendental
+functions, three Adam steps of a real student, and the metrics' NumPy/SciPy/C code), each
+on fixed inputs drawn by NumPy (whose generator is plain integer arithmetic, so the inputs
+themselves are the same everywhere; their digest is a row of its own).
 """
 
 from __future__ import annotations
@@ -23,10 +30,24 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from _report import markdown_table, provenance, update_section
 
+from kdbench.run.platform import describe
+
 KDBENCH = str(Path(sys.executable).with_name("kdbench"))
+NO_ONEDNN = "BENCH_PLATFORM_NO_ONEDNN"
+"""Not a torch setting (torch has no environment variable for it): this script's own
+switch, which a `sitecustomize` module on the subprocesses' path turns into
+`torch.backends.mkldnn.enabled = False`, so that Conv2d and BatchNorm run ATen's own kernels
+instead of oneDNN's, whose blocking depends on the CPU's cache sizes."""
+SITECUSTOMIZE = f"""import os
+if os.environ.get("{NO_ONEDNN}") == "1":
+    import torch
+    torch.backends.mkldnn.enabled = False
+"""
 
 SETTINGS = {
     "default": {},
@@ -37,12 +58,23 @@ SETTINGS = {
         "MKL_CBWR": "COMPATIBLE",
         "ONEDNN_MAX_CPU_ISA": "SSE41",
     },
+    "portable, no oneDNN": {
+        "ATEN_CPU_CAPABILITY": "default",
+        "MKL_CBWR": "COMPATIBLE,STRICT",
+        NO_ONEDNN: "1",
+    },
 }
+
+OPS_THREADS = 2
+"""Threads of the operation probe: the grid's trials run with this machine's cores divided
+among jobs, 2 on the 2-core VMs these digests were made on; the probe pins it so that a
+machine with more cores computes the same partition of every sum."""
 
 
 def run_grid(environment: dict[str, str], folder: Path) -> tuple[str, str, str]:
     """(digest of every score, platform fingerprint, platform label) of the `ci` grid."""
-    env = {**os.environ, **environment, "KDBENCH_CACHE": str(folder / "cache")}
+    env = _environment(environment, folder)
+    env["KDBENCH_CACHE"] = str(folder / "cache")
     results = folder / "results.db"
     subprocess.run(
         [KDBENCH, "run", "--preset", "ci", "--results", str(results)],
@@ -60,14 +92,101 @@ def run_grid(environment: dict[str, str], folder: Path) -> tuple[str, str, str]:
     return hashlib.sha256(text.encode()).hexdigest()[:16], facts["fingerprint"], label
 
 
+def _environment(setting: dict[str, str], folder: Path) -> dict[str, str]:
+    """This process's environment with `setting` on top, and the oneDNN switch on the path."""
+    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    path = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH", "")]))
+    return {**os.environ, **setting, "PYTHONPATH": path}
+
+
+def _digest(*arrays: Any) -> str:
+    """The first 12 hex digits of the bytes of every array, in order."""
+    hasher = hashlib.sha256()
+    for array in arrays:
+        hasher.update(np.ascontiguousarray(array).tobytes())
+    return hasher.hexdigest()[:12]
+
+
+def probe_ops() -> dict[str, str]:
+    """A digest per kernel family a trial's arithmetic goes through (see the module text)."""
+    import pesq
+    import torch
+    from kdbench_plugins.metrics.stoi_metrics import stoi_score
+    from kdbench_plugins.models.unet import build_unet
+    from scipy.signal import resample_poly
+
+    torch.set_num_threads(OPS_THREADS)
+    rng = np.random.default_rng(20261203)
+    audio = rng.standard_normal((16, 16000)).astype(np.float32) * 0.1
+    images = rng.standard_normal((16, 8, 129, 63)).astype(np.float32)
+    left = rng.standard_normal((256, 512)).astype(np.float32)
+    right = rng.standard_normal((512, 256)).astype(np.float32)
+    wave, x = torch.from_numpy(audio), torch.from_numpy(images)
+    window = torch.hann_window(512)
+    spectrum = torch.stft(wave, 512, 128, window=window, return_complex=True)
+    magnitude = spectrum.abs()
+    digests = {
+        "inputs (NumPy's generator)": _digest(audio, images, left, right),
+        "STFT": _digest(torch.view_as_real(spectrum).numpy()),
+        "complex magnitude": _digest(magnitude.numpy()),
+        "inverse STFT": _digest(torch.istft(spectrum, 512, 128, window=window).numpy()),
+        "log1p": _digest(torch.log1p(magnitude).numpy()),
+        "sigmoid": _digest(torch.sigmoid(x).numpy()),
+    }
+    torch.manual_seed(0)
+    with torch.no_grad():
+        conv = torch.nn.Conv2d(8, 16, 5, stride=2, padding=2)
+        transposed = torch.nn.ConvTranspose2d(8, 4, 5, stride=2, padding=2, output_padding=1)
+        norm = torch.nn.BatchNorm2d(8).train()
+        digests["Conv2d"] = _digest(conv(x).numpy())
+        digests["ConvTranspose2d"] = _digest(transposed(x).numpy())
+        digests["BatchNorm2d (training)"] = _digest(norm(x).numpy())
+        digests["sgemm"] = _digest((torch.from_numpy(left) @ torch.from_numpy(right)).numpy())
+    torch.manual_seed(0)
+    student = build_unet({"channels": [4, 8, 16, 32], "kernel": 5, "mask_floor": 0.1})
+    optimiser = torch.optim.Adam(student.parameters(), lr=0.002)
+    clean = torch.from_numpy(audio * 0.5)
+    for _ in range(3):
+        optimiser.zero_grad()
+        estimate = student(wave).synthesize()
+        loss = (estimate - clean).abs().mean()
+        loss.backward()
+        optimiser.step()
+    digests["student: 3 Adam steps"] = _digest(
+        *(p.detach().numpy() for p in student.parameters())
+    )
+    digests["NumPy rfft"] = _digest(np.fft.rfft(audio.astype(np.float64), axis=-1))
+    digests["SciPy resample_poly"] = _digest(resample_poly(audio[0].astype(np.float64), 5, 8))
+    speech = np.ascontiguousarray(audio[:2, :].reshape(-1) * np.hanning(32000), dtype=np.float64)
+    noisy = speech + 0.05 * audio[2:4].reshape(-1)
+    digests["PESQ-WB (C)"] = float(pesq.pesq(16000, speech, noisy, "wb")).hex()
+    digests["STOI (pystoi)"] = float(stoi_score(speech, noisy, 16000, extended=False)).hex()
+    return digests
+
+
+def run_probe(environment: dict[str, str], folder: Path) -> dict[str, str]:
+    """`probe_ops` in a fresh process under `environment` (the settings act at import)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--ops"], env=_environment(environment, folder),
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(done.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--ops", action="store_true",
+                        help="print this process's operation digests as JSON, and stop")
     args = parser.parse_args()
-    rows, digests = [], {}
+    if args.ops:
+        print(json.dumps(probe_ops()))
+        return
+    rows, digests, probes = [], {}, {}
     for name in args.settings:
         with tempfile.TemporaryDirectory() as folder:
             digest, fingerprint, label = run_grid(SETTINGS[name], Path(folder))
+            probes[name] = run_probe(SETTINGS[name], Path(folder))
         digests[name] = digest
         same = "—" if name == "default" else ("yes" if digest == digests.get("default") else "no")
         env = " ".join(f"{k}={v}" for k, v in SETTINGS[name].items()) or "(none)"
@@ -77,10 +196,15 @@ def main() -> None:
         ["setting", "environment", "score digest", "same bits as default", "platform", "kernels"],
         rows,
     )
+    operations = markdown_table(
+        ["operation", *args.settings],
+        [[op, *(f"`{probes[name][op]}`" for name in args.settings)] for op in probes[args.settings[0]]],
+    )
     update_section(
         "7. Numeric platforms: which settings change the bits",
-        "bench_platform",
-        f"{provenance()}\n\n{table}",
+        f"bench_platform {describe()['cpu_vendor']}",
+        f"{provenance()}\n\n{table}\n\nOperation digests ({OPS_THREADS} torch threads):\n\n"
+        f"{operations}",
     )
 
 

@@ -1,0 +1,91 @@
+"""`benchmarks/compare_platforms.py` pairs the same trials of two stores and says what moved.
+
+BENCHMARKS.md §7 and the README quote it for "another machine, the same answer", so it must
+measure the differences it reports, keep a flipped effect from passing as kept, and leave
+the stores it reads as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compare_platforms():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        yield importlib.import_module("compare_platforms")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def _store(path: Path, fingerprint: str, shifts: dict[str, float]) -> Path:
+    """Two pairs × (none, cosine) × seeds 0-2, a teacher and the noisy input, two utterances
+    of one test set; `shifts` adds to every si_sdr score of the trials it names."""
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE trials (id TEXT PRIMARY KEY, role TEXT, status TEXT, pair TEXT, "
+            "method TEXT, seed INTEGER, teacher_seed INTEGER, details TEXT)"
+        )
+        db.execute(
+            "CREATE TABLE scores (trial_id TEXT, test_set TEXT, utterance TEXT, metric TEXT, "
+            "value REAL)"
+        )
+        details = json.dumps({"platform": {"cpu_model": "CPU", "cpu_isa": "AVX512",
+                                           "fingerprint": fingerprint}})
+        trials = [("teacher", "teacher", None, None, 0), ("noisy", "noisy", None, None, None)]
+        trials += [
+            (f"{pair}-{method}-{seed}", "student", pair, method, seed)
+            for pair in ("a", "b") for method in ("none", "cosine") for seed in range(3)
+        ]
+        for trial_id, role, pair, method, seed in trials:
+            db.execute("INSERT INTO trials VALUES (?, ?, 'done', ?, ?, ?, ?, ?)",
+                       (trial_id, role, pair, method, seed, seed, details))
+            # cosine beats none by 1 dB on pair a and 0.1 dB on pair b; seeds spread by 0.5 dB
+            base = {"teacher": 12.0, "noisy": 5.0}.get(role, 9.0)
+            if method == "cosine":
+                base += 1.0 if pair == "a" else 0.1
+            base += 0.5 * (seed or 0)
+            for utterance, offset in (("u1", 0.0), ("u2", 1.0)):
+                for metric in ("pesq_wb", "stoi", "si_sdr"):
+                    value = base + offset + (shifts.get(trial_id, 0.0) if metric == "si_sdr" else 0.0)
+                    db.execute("INSERT INTO scores VALUES (?, 'set', ?, ?, ?)",
+                               (trial_id, utterance, metric, value))
+    return path
+
+
+def _row(report: str, metric: str) -> list[str]:
+    (line,) = [line for line in report.splitlines() if line.startswith(f"| set | {metric} |")]
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_it_reports_what_moved_and_whether_each_effect_kept_its_sign(compare_platforms, tmp_path):
+    reference = _store(tmp_path / "amd.db", "aaaa", {})
+    # on the "other" machine pair b's cosine lost 0.3 dB on every seed: its +0.1 dB becomes
+    # -0.2 dB, pair a's cosine seed 0 moved by 0.05 dB, the teacher not at all
+    shifts = {"b-cosine-0": -0.3, "b-cosine-1": -0.3, "b-cosine-2": -0.3, "a-cosine-0": 0.05}
+    other = _store(tmp_path / "intel.db", "bbbb", shifts)
+    before = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in (reference, other)}
+
+    report = compare_platforms.compare(reference, other, "cosine")
+
+    assert "`aaaa`" in report and "`bbbb`" in report
+    assert "teacher 100.0%" in report and "noisy 100.0%" in report
+    assert "student 88.9%" in report  # 4 of 12 trials moved their si_sdr: 8 of 72 scores
+    _, _, teacher, student, seed_sd, effects, kept = _row(report, "si_sdr")
+    assert teacher == "0.0000 (max 0.0000)"
+    assert student == "0.0000 (max 0.3000)"  # the median trial did not move
+    assert seed_sd == "0.5000"
+    assert effects == "+0.5500 / +0.4083"  # (1 + 0.1) / 2, then (1 + 0.05/3 - 0.2) / 2
+    assert kept == "1 of 2"
+    assert _row(report, "pesq_wb")[-1] == "2 of 2"
+    assert {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in (reference, other)} == before
