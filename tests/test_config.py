@@ -41,6 +41,15 @@ def test_overrides_are_coerced_to_the_declared_types():
         ("teacher.seeds=-2", r"teacher\.seeds: must be >= 0, got -2"),
         ("method.cosine.weight=-1", r"method\.cosine\.weight: must be >= 0, got -1\.0"),
         ("method.fgspkd.pretrain_fraction=1.5", r"method\.fgspkd\.pretrain_fraction: must be <= 1"),
+        # dataset plugins declare their ranges too: refused when the preset is read (a dry run
+        # says so), not when the corpus is generated
+        ("dataset.procedural.n_train=-1", r"dataset\.procedural\.n_train: must be >= 0, got -1"),
+        ("dataset.procedural.talkers_test=0", r"dataset\.procedural\.talkers_test: must be >= 1"),
+        ("dataset.procedural.seconds=0.5", r"dataset\.procedural\.seconds: must be >= 1, got 0\.5"),
+        ("dataset.procedural.rooms=1.5", r"dataset\.procedural\.rooms: must be <= 1, got 1\.5"),
+        ("dataset.procedural.snrs=5,loud", r"dataset\.procedural\.snrs: expected a list of float"),
+        ("dataset.espeak.voices_valid=0", r"dataset\.espeak\.voices_valid: must be >= 1, got 0"),
+        ("dataset.mix.seconds=0", r"dataset\.mix\.seconds: must be > 0, got 0\.0"),
     ],
 )
 def test_bad_keys_and_values_name_the_key_and_the_allowed_values(override, message):

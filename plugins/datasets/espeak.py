@@ -66,16 +66,7 @@ REPRODUCIBILITY = (
 def espeak_settings(params: Mapping[str, Any], installed: frozenset[str]) -> EspeakSettings:
     """Check resolved parameters against the installed voices and build the settings."""
     owner = "dataset.espeak"
-    for split in SPLITS:
-        if int(params[f"n_{split}"]) < 0:
-            raise ConfigError(f"{owner}.n_{split}: must be >= 0, got {params[f'n_{split}']}")
-        if int(params[f"voices_{split}"]) < 1:
-            raise ConfigError(
-                f"{owner}.voices_{split}: must be >= 1, got {params[f'voices_{split}']}"
-            )
     seconds = float(params["seconds"])
-    if not seconds >= MIN_SECONDS:
-        raise ConfigError(f"{owner}.seconds: must be >= {MIN_SECONDS}, got {seconds}")
     snrs = checked_snrs(owner, params["snrs"])
     if not params["noises"]:
         raise ConfigError(f"{owner}.noises: at least one noise type is needed")
@@ -96,8 +87,6 @@ def espeak_settings(params: Mapping[str, Any], installed: frozenset[str]) -> Esp
             f"{owner}: voices_train + voices_valid + voices_test = {needed}, but only "
             f"{len(variants)} variants are available and splits never share one"
         )
-    if int(params["seed"]) < 0:
-        raise ConfigError(f"{owner}.seed: must be >= 0, got {params['seed']}")
     return EspeakSettings(
         counts={split: int(params[f"n_{split}"]) for split in SPLITS},
         voices={split: int(params[f"voices_{split}"]) for split in SPLITS},
@@ -132,11 +121,12 @@ class EspeakDataset(Dataset):
     )
     params: ClassVar[Mapping[str, Param]] = {
         **{name: ProceduralDataset.params[name] for name in ("n_train", "n_valid", "n_test")},
-        "seconds": Param(3.0, "utterance length in seconds (>= 1); sentences are cropped",
-                         float),
-        "voices_train": Param(60, "voices (each its own variant) in the training split", int),
-        "voices_valid": Param(12, "voices in the validation split", int),
-        "voices_test": Param(16, "voices in the test split", int),
+        "seconds": Param(3.0, "utterance length in seconds; sentences are cropped", float,
+                         at_least=MIN_SECONDS),
+        "voices_train": Param(60, "voices (each its own variant) in the training split", int,
+                              at_least=1),
+        "voices_valid": Param(12, "voices in the validation split", int, at_least=1),
+        "voices_test": Param(16, "voices in the test split", int, at_least=1),
         "snrs": ProceduralDataset.params["snrs"],
         "noises": ProceduralDataset.params["noises"],
         "accents": Param(list(ACCENTS), "English accents drawn per voice", list, ACCENTS),
@@ -144,7 +134,8 @@ class EspeakDataset(Dataset):
             [], "eSpeak voice variants dealt to the splits (empty: all but robotic, "
             "whispered and effect variants)", list,
         ),
-        "seed": Param(0, "corpus seed: voices, sentences, noises and eSpeak's own noise", int),
+        "seed": Param(0, "corpus seed: voices, sentences, noises and eSpeak's own noise", int,
+                      at_least=0),
     }
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:

@@ -221,10 +221,10 @@ class MixDataset(_FileDataset):
         "noise_dir": Param("", "folder of noise files", str),
         "snrs": Param([-5.0, 0.0, 5.0, 10.0], "SNRs (dB) drawn from for each mixture", list),
         "seed": Param(0, "seed of the file split and of every draw", int),
-        "train_count": Param(1000, "mixtures in the train split", int),
-        "valid_count": Param(100, "mixtures in the valid split", int),
-        "test_count": Param(200, "mixtures in the test split", int),
-        "seconds": Param(4.0, "longest mixture; longer speech is cropped"),
+        "train_count": Param(1000, "mixtures in the train split", int, at_least=0),
+        "valid_count": Param(100, "mixtures in the valid split", int, at_least=0),
+        "test_count": Param(200, "mixtures in the test split", int, at_least=0),
+        "seconds": Param(4.0, "longest mixture; longer speech is cropped", above=0.0),
         "valid_fraction": Param(0.1, "share of speech and of noise files kept for valid"),
         "test_fraction": Param(0.2, "share of speech and of noise files kept for test"),
         "sample_rate": SAMPLE_RATE_PARAM,
@@ -243,8 +243,6 @@ class MixDataset(_FileDataset):
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         owner = f"dataset.{self.name}"
         snrs = self._snrs(params["snrs"])
-        if params["seconds"] <= 0:
-            raise ConfigError(f"{owner}.seconds: must be positive, got {params['seconds']}")
         check_fractions(owner, params["valid_fraction"], params["test_fraction"])
         speech_root = require_root(params["speech_dir"], f"{owner}.speech_dir", MIX_LAYOUT)
         noise_root = require_root(params["noise_dir"], f"{owner}.noise_dir", MIX_LAYOUT)

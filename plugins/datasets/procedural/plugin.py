@@ -61,25 +61,13 @@ def checked_snrs(owner: str, value: Any) -> tuple[float, ...]:
 
 
 def corpus_settings(params: Mapping[str, Any]) -> CorpusSettings:
-    """Check resolved parameters and turn them into the generator's settings."""
-    for key in ("n_train", "n_valid", "n_test"):
-        if int(params[key]) < 0:
-            raise ConfigError(f"dataset.procedural.{key}: must be >= 0, got {params[key]}")
-    for key in ("talkers_train", "talkers_valid", "talkers_test"):
-        if int(params[key]) < 1:
-            raise ConfigError(f"dataset.procedural.{key}: must be >= 1, got {params[key]}")
-    seconds = float(params["seconds"])
-    if not seconds >= MIN_SECONDS:
-        raise ConfigError(f"dataset.procedural.seconds: must be >= {MIN_SECONDS}, got {seconds}")
+    """Turn resolved parameters into the generator's settings; their ranges were checked
+    where they are declared (`ProceduralDataset.params`), what a range cannot say here."""
     snrs = checked_snrs("dataset.procedural", params["snrs"])
     noises = tuple(params["noises"])
     if not noises:
         raise ConfigError("dataset.procedural.noises: at least one noise type is needed")
-    if int(params["seed"]) < 0:
-        raise ConfigError(f"dataset.procedural.seed: must be >= 0, got {params['seed']}")
-    rooms = float(params["rooms"])
-    if not 0.0 <= rooms <= 1.0:
-        raise ConfigError(f"dataset.procedural.rooms: must be within 0..1, got {rooms}")
+    seconds, rooms = float(params["seconds"]), float(params["rooms"])
     generator = int(params["generator"])
     return CorpusSettings(
         counts={split: int(params[f"n_{split}"]) for split in SPLITS},
@@ -105,22 +93,24 @@ class ProceduralDataset(Dataset):
         "noises (white, pink, brown, speech-shaped, babble, hum+fan, non-stationary)"
     )
     params: ClassVar[Mapping[str, Param]] = {
-        "n_train": Param(600, "training utterances", int),
-        "n_valid": Param(60, "validation utterances", int),
-        "n_test": Param(60, "test utterances", int),
-        "seconds": Param(2.0, "utterance length in seconds (>= 1)", float),
-        "talkers_train": Param(40, "distinct talkers in the training split", int),
-        "talkers_valid": Param(6, "distinct talkers in the validation split", int),
-        "talkers_test": Param(8, "distinct talkers in the test split", int),
-        "snrs": Param([-5.0, 0.0, 5.0, 10.0, 15.0, 20.0], "SNRs (dB) drawn uniformly", list),
-        "seed": Param(0, "corpus seed: talkers, sentences and noise instances", int),
+        "n_train": Param(600, "training utterances", int, at_least=0),
+        "n_valid": Param(60, "validation utterances", int, at_least=0),
+        "n_test": Param(60, "test utterances", int, at_least=0),
+        "seconds": Param(2.0, "utterance length in seconds", float, at_least=MIN_SECONDS),
+        "talkers_train": Param(40, "distinct talkers in the training split", int, at_least=1),
+        "talkers_valid": Param(6, "distinct talkers in the validation split", int, at_least=1),
+        "talkers_test": Param(8, "distinct talkers in the test split", int, at_least=1),
+        "snrs": Param([-5.0, 0.0, 5.0, 10.0, 15.0, 20.0], "SNRs (dB) drawn uniformly", list,
+                      item_type=float),
+        "seed": Param(0, "corpus seed: talkers, sentences and noise instances", int, at_least=0),
         "noises": Param(list(NOISE_TYPES), "noise types drawn uniformly", list, NOISE_TYPES),
         "generator": Param(DEFAULT_GENERATOR, "generator version: 2 = classic source-filter "
                            "speech, dry; 3 (default) = articulated speech (consonant spectra, syllable "
                            "levels, tempo, vowel reduction, creak) and rooms", int,
                            tuple(GENERATOR_STYLES)),
         "rooms": Param(0.5, "generator 3: share of utterances recorded in a reverberant room "
-                       "(target: the direct path and first 50 ms); generator 2 has none", float),
+                       "(target: the direct path and first 50 ms); generator 2 has none", float,
+                       at_least=0.0, at_most=1.0),
     }
 
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
