@@ -8,6 +8,8 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +43,66 @@ def test_a_read_only_store_reads_and_cannot_write(tmp_path: Path) -> None:
         store.record(fake_outcome(9))
     store.close()
     assert fingerprint(path) == before
+
+
+READ_IN_A_LOCKED_FOLDER = """
+import os, sys
+from kdbench.errors import KdbenchError
+from kdbench.run.store import Store
+if os.geteuid() == 0:  # root writes anywhere: become nobody, after the imports
+    os.setgid(65534)
+    os.setuid(65534)
+assert not os.access(sys.argv[1], os.W_OK), "the folder is writable: nothing is tested"
+try:
+    store = Store(sys.argv[2], read_only=True)
+    print(store.statuses(["trial0001", "trial0002"]))
+except KdbenchError as exc:
+    print("error:", exc)
+"""
+
+
+def _read_in_a_folder_nobody_may_write(folder: Path, store: Path) -> str:
+    """What `Store(read_only=True)` reads, by a process that cannot write `folder`: as
+    root, a child that drops to `nobody`; otherwise the folder is made read-only for the
+    call."""
+    folder.chmod(0o755)  # under /tmp itself, so that nobody can reach it (pytest's are 0700)
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", READ_IN_A_LOCKED_FOLDER, str(folder), str(store)],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        folder.chmod(0o755)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_a_store_in_a_folder_the_reader_cannot_write_still_reads(tmp_path: Path) -> None:
+    """A WAL reader makes an index file beside the store; where it cannot (a read-only
+    medium, a colleague's shared folder) every read used to fail as "not a kdbench results
+    store (attempt to write a readonly database)"."""
+    folder = Path(tempfile.mkdtemp(prefix="kdbench-locked-"))
+    try:
+        path = a_store(folder / "results.db")
+        (folder / "results.db").chmod(0o644)
+        before = fingerprint(path)
+        assert _read_in_a_folder_nobody_may_write(folder, path) == "{'trial0001': 'done', 'trial0002': 'done'}"
+        assert fingerprint(path) == before
+        assert sorted(p.name for p in folder.iterdir()) == ["results.db"]
+        # a -wal file beside it holds writes the file lacks: said, not silently skipped
+        (folder / "results.db-wal").write_bytes(b"x" * 32)
+        (folder / "results.db-wal").chmod(0o644)
+        said = _read_in_a_folder_nobody_may_write(folder, path)
+        assert said.startswith(f"error: {path}: its folder is read-only and results.db-wal")
+        # a store the reader may not read at all is said to be that, not "not a store"
+        (folder / "results.db-wal").unlink()
+        path.chmod(0o000)
+        said = _read_in_a_folder_nobody_may_write(folder, path)
+        assert said == f"error: {path}: this user may not read it (its permissions)"
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_an_older_store_is_read_through_a_migrated_copy_and_left_as_it_was(

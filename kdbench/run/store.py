@@ -231,6 +231,39 @@ def _checked_version(connection: sqlite3.Connection, path: Path) -> int:
     return version
 
 
+def _connect_read_only(path: Path, immutable: bool = False) -> sqlite3.Connection:
+    """A read-only connection; a WAL store whose folder this process cannot write (a
+    read-only medium, a shared folder of another user) is opened immutable.
+
+    A WAL reader needs the store's `-shm` index beside it, which SQLite creates on the first
+    read: in a folder it cannot write, every read fails with "attempt to write a readonly
+    database". Nobody can be writing such a store through that folder, so reading it as
+    immutable (no index, no locks) sees what is in the file. A `-wal` file left beside it
+    (a copy taken while a run was writing) holds rows the main file lacks; that case is an
+    error saying so, not a silently partial read."""
+    options = "mode=ro&immutable=1" if immutable else "mode=ro"
+    connection = sqlite3.connect(
+        f"{path.resolve().as_uri()}?{options}", uri=True, timeout=BUSY_TIMEOUT_SECONDS,
+        isolation_level=None,
+    )
+    if immutable:
+        return connection
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        if not isinstance(exc, sqlite3.OperationalError) or os.access(path.parent, os.W_OK):
+            return connection  # not this case: _checked_version names the problem
+        connection.close()
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise KdbenchError(
+                f"{path}: its folder is read-only and {wal.name} beside it holds writes not "
+                "yet in the store; copy both files to a writable folder and read it there"
+            ) from None
+        return _connect_read_only(path, immutable=True)
+    return connection
+
+
 def _open_read_only(path: Path) -> sqlite3.Connection:
     """A connection that cannot write `path`; for an older schema, a migrated in-memory
     copy of it."""
@@ -238,10 +271,9 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
         raise KdbenchError(
             f"{path}: no results store there (`kdbench run` makes one; --results names another)"
         )
-    connection = sqlite3.connect(
-        f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS,
-        isolation_level=None,
-    )
+    if not os.access(path, os.R_OK):
+        raise KdbenchError(f"{path}: this user may not read it (its permissions)")
+    connection = _connect_read_only(path)
     try:
         version = _retrying(lambda: _checked_version(connection, path))
         if version == 0:
