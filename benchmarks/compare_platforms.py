@@ -6,7 +6,7 @@ makes trials with the same ids; this script pairs them across two stores and put
 differences next to what a reader compares them with: the spread of a cell over seeds and
 the KD effect (`METHOD − none`, per pair). It reads the stores and never writes them.
 
-    python benchmarks/compare_platforms.py REFERENCE.db OTHER.db [--method cosine]
+    python benchmarks/compare_platforms.py REFERENCE.db OTHER.db [--methods cosine,fgspkd]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -67,43 +68,44 @@ def _effects(means: pd.DataFrame, method: str, metric: str) -> pd.Series:
     return cells[method] - cells["none"]
 
 
-def compare(reference: Path, other: Path, method: str) -> str:
+def compare(reference: Path, other: Path, methods: Sequence[str]) -> str:
+    """The report: one row per test set, metric and method (its effect against `none`)."""
     ref, ref_label = trial_means(reference)
     oth, oth_label = trial_means(other)
     keys = ["trial_id", "test_set"]
     both = ref.merge(oth[keys + list(METRICS)], on=keys, suffixes=("", "_other"))
-    both = both[both["method"].isin([None, "none", method]) | both["method"].isna()]
+    both = both[both["method"].isin(["none", *methods]) | both["method"].isna()]
     roles = dict(zip(both["trial_id"], both["role"]))
     rows = []
-    for test_set, block in both.groupby("test_set"):
+    for (test_set, metric, method), block in _blocks(both, methods):
+        delta = (block[f"{metric}_other"] - block[metric]).abs()
+        teacher = delta[block["role"] == "teacher"]
+        student = delta[block["role"] == "student"]
         students = block[block["role"] == "student"]
-        for metric in METRICS:
-            delta = (block[f"{metric}_other"] - block[metric]).abs()
-            teacher = delta[block["role"] == "teacher"]
-            student = delta[block["role"] == "student"]
-            seed_sd = students.groupby(["pair", "method"])[metric].std().median()
-            ref_effect = _effects(students, method, metric)
-            oth_effect = _effects(students.assign(**{metric: students[f"{metric}_other"]}), method, metric)
-            same_sign = int((ref_effect * oth_effect > 0).sum())
-            rows.append([
-                test_set, metric,
-                f"{teacher.mean():.4f} (max {teacher.max():.4f})",
-                f"{student.median():.4f} (max {student.max():.4f})",
-                f"{seed_sd:.4f}",
-                f"{ref_effect.mean():+.4f} / {oth_effect.mean():+.4f}",
-                f"{same_sign} of {len(ref_effect)}",
-            ])
+        seed_sd = students.groupby(["pair", "method"])[metric].std().median()
+        ref_effect = _effects(students, method, metric)
+        oth_effect = _effects(students.assign(**{metric: students[f"{metric}_other"]}), method, metric)
+        same_sign = int((ref_effect * oth_effect > 0).sum())
+        rows.append([
+            test_set, metric, method,
+            f"{teacher.mean():.4f} (max {teacher.max():.4f})",
+            f"{student.median():.4f} (max {student.max():.4f})",
+            f"{seed_sd:.4f}",
+            f"{ref_effect.mean():+.4f} / {oth_effect.mean():+.4f}",
+            f"{same_sign} of {len(ref_effect)}",
+        ])
     students = both[both["role"] == "student"]
     counts = both.drop_duplicates("trial_id")["role"].value_counts().to_dict()
     table = markdown_table(
-        ["test set", "metric", "teacher |Δ| (mean of trials)", "student |Δ| (median of trials)",
-         "seed std of a cell (median)", f"{method} − none, pooled (reference / other)",
+        ["test set", "metric", "method", "teacher |Δ| (mean of trials)",
+         "student |Δ| (median of trials: the method's and none's)",
+         "seed std of a cell (median)", "method − none, pooled (reference / other)",
          "pairs keeping the sign"],
         rows,
     )
     return (
         f"- reference: `{reference}`: {ref_label}\n- other: `{other}`: {oth_label}\n"
-        f"- trials in both, done: {counts} (methods none and {method}; "
+        f"- trials in both, done: {counts} (methods none, {', '.join(methods)}; "
         f"students of seeds {sorted(int(s) for s in students['seed'].unique())})\n"
         "- per-utterance scores equal to the last bit: " + ", ".join(
             f"{role} {share:.1%}" for role, share in identical_shares(reference, other, roles).items()
@@ -113,16 +115,28 @@ def compare(reference: Path, other: Path, method: str) -> str:
     )
 
 
+def _blocks(
+    both: pd.DataFrame, methods: Sequence[str]
+) -> Iterator[tuple[tuple[str, str, str], pd.DataFrame]]:
+    """(test set, metric, method) and the rows of that method, `none` and the anchors."""
+    for test_set, block in both.groupby("test_set"):
+        for metric in METRICS:
+            for method in methods:
+                keep = block["method"].isin(["none", method]) | block["method"].isna()
+                yield (test_set, metric, method), block[keep]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reference", type=Path)
     parser.add_argument("other", type=Path)
-    parser.add_argument("--method", default="cosine")
+    parser.add_argument("--methods", default="cosine",
+                        help="comma-separated; each is compared with none")
     args = parser.parse_args()
     for store in (args.reference, args.other):
         if not store.is_file():
             parser.error(f"{store}: no such store")
-    body = compare(args.reference, args.other, args.method)
+    body = compare(args.reference, args.other, args.methods.split(","))
     print(body)
     update_section(HEADING, "compare_platforms", f"{provenance()}\n\n{body}")
 

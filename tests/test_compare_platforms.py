@@ -64,7 +64,7 @@ def _store(path: Path, fingerprint: str, shifts: dict[str, float]) -> Path:
 
 
 def _row(report: str, metric: str) -> list[str]:
-    (line,) = [line for line in report.splitlines() if line.startswith(f"| set | {metric} |")]
+    (line,) = [line for line in report.splitlines() if line.startswith(f"| set | {metric} | cosine |")]
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 
@@ -76,12 +76,12 @@ def test_it_reports_what_moved_and_whether_each_effect_kept_its_sign(compare_pla
     other = _store(tmp_path / "intel.db", "bbbb", shifts)
     before = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in (reference, other)}
 
-    report = compare_platforms.compare(reference, other, "cosine")
+    report = compare_platforms.compare(reference, other, ["cosine"])
 
     assert "`aaaa`" in report and "`bbbb`" in report
     assert "teacher 100.0%" in report and "noisy 100.0%" in report
     assert "student 88.9%" in report  # 4 of 12 trials moved their si_sdr: 8 of 72 scores
-    _, _, teacher, student, seed_sd, effects, kept = _row(report, "si_sdr")
+    _, _, _, teacher, student, seed_sd, effects, kept = _row(report, "si_sdr")
     assert teacher == "0.0000 (max 0.0000)"
     assert student == "0.0000 (max 0.3000)"  # the median trial did not move
     assert seed_sd == "0.5000"
