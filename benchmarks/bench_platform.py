@@ -8,15 +8,16 @@ setting here runs the same tiny grid from an empty cache in a fresh process and 
 digest of every score (bit for bit) and the platform fingerprint. Two settings whose
 digests agree made the same bits on this machine. The digests are recorded in
 BENCHMARKS.md with the machine, one block per CPU vendor, so a session on another CPU type
-can run this script at the same commit and compare its digests with those: equal digests there would show a setting that makes
-results bit-identical across vendors; this machine alone cannot show that.
+can run this script with the same kdbench code and compare its digests with those: equal
+digests there would show a setting that makes results bit-identical across vendors; this
+machine alone cannot show that.
 
 A grid digest only says *whether* two machines agree. The operation probe (`--ops`, run by
 `main` under every setting too) says *where* they part: a digest per kernel family a trial
 uses (the STFT, Conv2d, ConvTranspose2d, BatchNorm, sgemm, elementwise transcendental
 functions, three Adam steps of a real student, and the metrics' NumPy/SciPy/C code), each
-on fixed inputs drawn by NumPy (whose generator is plain integer arithmetic, so the inputs
-themselves are the same everywhere; their digest is a row of its own).
+on fixed inputs drawn by NumPy's generator, which no torch setting reaches (their digest is
+a row of its own, so inputs that differed between machines would show).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ KDBENCH = str(Path(sys.executable).with_name("kdbench"))
 NO_ONEDNN = "BENCH_PLATFORM_NO_ONEDNN"
 """Not a torch setting (torch has no environment variable for it): this script's own
 switch, which a `sitecustomize` module on the subprocesses' path turns into
-`torch.backends.mkldnn.enabled = False`, so that Conv2d and BatchNorm run ATen's own kernels
-instead of oneDNN's, whose blocking depends on the CPU's cache sizes."""
+`torch.backends.mkldnn.enabled = False`, so that convolutions run ATen's own kernels instead
+of oneDNN's, whose blocking depends on the CPU's cache sizes."""
 SITECUSTOMIZE = f"""import os
 if os.environ.get("{NO_ONEDNN}") == "1":
     import torch
