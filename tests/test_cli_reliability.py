@@ -213,6 +213,25 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_cache(
     assert [path.name for path in tmp_path.iterdir() if path.suffix != ".lock"] == []
 
 
+def test_a_cache_this_user_may_not_write_is_one_line_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared or read-only cache: the corpus cannot be written there (the permission
+    itself is exercised for the store in test_store_safety, by a process that drops to
+    nobody; here the error's path through the CLI)."""
+
+    def not_allowed(path: Path, audio) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(procedural, "_save_split", not_allowed)
+    monkeypatch.setenv("KDBENCH_CACHE", str(tmp_path))
+    result = CliRunner().invoke(main, ["data", "show", "--preset", "ci"])
+    assert result.exit_code == 2
+    line = one_line_error(result)
+    assert "train.npz: Permission denied; kdbench writes its cache under $KDBENCH_CACHE" in line
+    assert "folders this user may write" in line
+
+
 def test_the_exit_status_is_documented_in_the_help(cli: CliRunner) -> None:
     for command in (["--help"], ["run", "--help"]):
         shown = cli.invoke(main, command).output

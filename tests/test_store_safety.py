@@ -61,16 +61,16 @@ except KdbenchError as exc:
 """
 
 
-def _read_in_a_folder_nobody_may_write(folder: Path, store: Path) -> str:
-    """What `Store(read_only=True)` reads, by a process that cannot write `folder`: as
-    root, a child that drops to `nobody`; otherwise the folder is made read-only for the
-    call."""
+def _in_a_folder_nobody_may_write(folder: Path, store: Path, script: str) -> str:
+    """What `script` prints about `store`, run by a process that cannot write `folder`:
+    as root, a child that drops to `nobody`; otherwise the folder is made read-only for
+    the call."""
     folder.chmod(0o755)  # under /tmp itself, so that nobody can reach it (pytest's are 0700)
     if os.geteuid() != 0:
         folder.chmod(0o555)
     try:
         done = subprocess.run(
-            [sys.executable, "-c", READ_IN_A_LOCKED_FOLDER, str(folder), str(store)],
+            [sys.executable, "-c", script, str(folder), str(store)],
             capture_output=True, text=True, timeout=120,
         )
     finally:
@@ -88,19 +88,55 @@ def test_a_store_in_a_folder_the_reader_cannot_write_still_reads(tmp_path: Path)
         path = a_store(folder / "results.db")
         (folder / "results.db").chmod(0o644)
         before = fingerprint(path)
-        assert _read_in_a_folder_nobody_may_write(folder, path) == "{'trial0001': 'done', 'trial0002': 'done'}"
+        assert _in_a_folder_nobody_may_write(folder, path, READ_IN_A_LOCKED_FOLDER) == "{'trial0001': 'done', 'trial0002': 'done'}"
         assert fingerprint(path) == before
         assert sorted(p.name for p in folder.iterdir()) == ["results.db"]
         # a -wal file beside it holds writes the file lacks: said, not silently skipped
         (folder / "results.db-wal").write_bytes(b"x" * 32)
         (folder / "results.db-wal").chmod(0o644)
-        said = _read_in_a_folder_nobody_may_write(folder, path)
+        said = _in_a_folder_nobody_may_write(folder, path, READ_IN_A_LOCKED_FOLDER)
         assert said.startswith(f"error: {path}: its folder is read-only and results.db-wal")
         # a store the reader may not read at all is said to be that, not "not a store"
         (folder / "results.db-wal").unlink()
         path.chmod(0o000)
-        said = _read_in_a_folder_nobody_may_write(folder, path)
+        said = _in_a_folder_nobody_may_write(folder, path, READ_IN_A_LOCKED_FOLDER)
         assert said == f"error: {path}: this user may not read it (its permissions)"
+    finally:
+        shutil.rmtree(folder)
+
+
+WRITE_IN_A_LOCKED_FOLDER = """
+import os, sys
+from kdbench.errors import KdbenchError
+from kdbench.run.store import Store
+if os.geteuid() == 0:
+    os.setgid(65534)
+    os.setuid(65534)
+try:
+    Store(sys.argv[2])
+    print("opened for writing")
+except KdbenchError as exc:
+    print("error:", exc)
+"""
+
+
+def test_a_run_into_a_folder_it_may_not_write_says_so_before_sqlite_does(tmp_path: Path) -> None:
+    """SQLite failed deep in the first write: "unable to open database file" as a
+    traceback for a new store, "not a kdbench results store (attempt to write a readonly
+    database)" for an existing one."""
+    folder = Path(tempfile.mkdtemp(prefix="kdbench-locked-"))
+    try:
+        new = folder / "new.db"
+        said = _in_a_folder_nobody_may_write(folder, new, WRITE_IN_A_LOCKED_FOLDER)
+        assert said == (
+            f"error: {new}: this user may not write its folder {folder}; "
+            "a run records its trials there; --results names another store"
+        )
+        existing = a_store(folder / "results.db")
+        existing.chmod(0o644)
+        said = _in_a_folder_nobody_may_write(folder, existing, WRITE_IN_A_LOCKED_FOLDER)
+        assert said.startswith(f"error: {existing}: this user may not write its folder")
+        assert not new.exists()
     finally:
         shutil.rmtree(folder)
 

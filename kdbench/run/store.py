@@ -311,6 +311,22 @@ def _read(method: Callable[..., T]) -> Callable[..., T]:
     return reading
 
 
+def _check_writable(path: Path) -> None:
+    """Say up front that a run cannot record its trials at `path`: SQLite would fail deep
+    in the first write ("unable to open database file", "attempt to write a readonly
+    database"), which read as a damaged store or a traceback. A WAL store needs its folder
+    writable too, for the journal and index files beside it."""
+    hint = "a run records its trials there; --results names another store"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KdbenchError(f"{path}: cannot make its folder ({exc.strerror}); {hint}") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise KdbenchError(f"{path}: this user may not write its folder {path.parent}; {hint}")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise KdbenchError(f"{path}: this user may not write it (its permissions); {hint}")
+
+
 class Store:
     """Results of every trial ever run with this file, keyed by trial id."""
 
@@ -319,7 +335,7 @@ class Store:
         if read_only:
             self.connection = _open_read_only(self.path)
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _check_writable(self.path)
         self.connection = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None
         )
