@@ -1,8 +1,11 @@
-"""`benchmarks/compare_platforms.py` pairs the same trials of two stores and says what moved.
+"""The numeric-platform benchmarks BENCHMARKS.md §7 and the README quote.
 
-BENCHMARKS.md §7 and the README quote it for "another machine, the same answer", so it must
-measure the differences it reports, keep a flipped effect from passing as kept, and leave
-the stores it reads as they were.
+`benchmarks/compare_platforms.py` pairs the same trials of two stores and says what moved,
+for "another machine, the same answer": it must measure the differences it reports, keep a
+flipped effect from passing as kept, and leave the stores it reads as they were.
+`benchmarks/bench_platform.py --ops` is what a session on another CPU vendor compares row by
+row with the recorded digests: it must name every operation and give the same digests when
+run twice on one machine, or a difference between vendors would mean nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import importlib
 import json
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -89,3 +93,18 @@ def test_it_reports_what_moved_and_whether_each_effect_kept_its_sign(compare_pla
     assert kept == "1 of 2"
     assert _row(report, "pesq_wb")[-1] == "2 of 2"
     assert {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in (reference, other)} == before
+
+
+def test_the_operation_probe_names_every_operation_and_repeats_itself() -> None:
+    def probe() -> dict[str, str]:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "bench_platform.py"), "--ops"],
+            capture_output=True, text=True, timeout=300, check=True,
+        )
+        return json.loads(done.stdout)
+
+    first, second = probe(), probe()
+    assert first == second
+    assert {"STFT", "Conv2d", "ConvTranspose2d", "BatchNorm2d (training)", "sgemm",
+            "student: 3 Adam steps", "PESQ-WB (C)", "STOI (pystoi)"} <= set(first)
+    assert len(set(first.values())) == len(first)  # no two rows digest the same bytes
