@@ -12,54 +12,60 @@ the KD effect (`METHOD − none`, per pair). It reads the stores and never write
 from __future__ import annotations
 
 import argparse
-import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 from _report import markdown_table, provenance, update_section
 
+from kdbench.run.platform import label
+from kdbench.run.store import Store
+
 METRICS = ("pesq_wb", "stoi", "si_sdr")
 HEADING = "7. Numeric platforms: which settings change the bits"
 
 
-def trial_means(store: Path) -> tuple[pd.DataFrame, str]:
-    """Per done trial and test set, the mean of each metric; and the store's platform(s)."""
-    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
-        trials = pd.read_sql_query(
-            "SELECT id, role, pair, method, seed, teacher_seed, details FROM trials "
-            "WHERE status = 'done'", db,
-        )
-        scores = pd.read_sql_query(
-            "SELECT trial_id, test_set, utterance, metric, value FROM scores", db
-        )
-    labels = sorted({_platform_label(details) for details in trials.pop("details")})
-    means = (
+def read_store(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The done trials, their per-utterance scores and the store's platform(s), read once
+    through kdbench's read-only store (which never writes it, and reads older schemas)."""
+    store = Store(path, read_only=True)
+    try:
+        trials = store.trials()
+        trials = trials[trials["status"] == "done"]
+        scores = store.scores(trials["id"])
+    finally:
+        store.close()
+    platforms = sorted({
+        f"{label(details.get('platform', {}))} (`{details.get('platform', {}).get('fingerprint', '?')}`)"
+        for details in trials["details"]
+    })
+    return trials, scores, "; ".join(platforms)
+
+
+def trial_means(trials: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Per trial and test set, the mean of each metric, beside the trial's role and cell."""
+    return (
         scores.groupby(["trial_id", "test_set", "metric"])["value"].mean().unstack("metric")
-        .reset_index().merge(trials, left_on="trial_id", right_on="id").drop(columns="id")
+        .reset_index()
+        .merge(trials[["id", "role", "pair", "method", "seed"]], left_on="trial_id", right_on="id")
+        .drop(columns="id")
     )
-    return means, "; ".join(labels)
 
 
-def _platform_label(details: str) -> str:
-    facts = json.loads(details).get("platform", {})
-    return f"{facts.get('cpu_model', '?')} {facts.get('cpu_isa', '?')} (`{facts.get('fingerprint', '?')}`)"
-
-
-def identical_shares(reference: Path, other: Path, roles: dict[str, str]) -> dict[str, float]:
+def identical_shares(
+    reference: pd.DataFrame, other: pd.DataFrame, roles: dict[str, str]
+) -> dict[str, float]:
     """Per role, the share of the per-utterance scores of the trials in `roles` (id → role)
     that are equal to the last bit in both stores."""
-    frames = []
-    for store in (reference, other):
-        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
-            frame = pd.read_sql_query(
-                "SELECT trial_id, test_set, utterance, metric, value FROM scores", db
-            )
-        frames.append(frame[frame["trial_id"].isin(list(roles))])
-    joined = frames[0].merge(frames[1], on=["trial_id", "test_set", "utterance", "metric"])
+    keys = ["trial_id", "test_set", "utterance", "metric"]
+    joined = reference[reference["trial_id"].isin(list(roles))].merge(other, on=keys)
     equal = (joined["value_x"] == joined["value_y"]).groupby(joined["trial_id"].map(roles))
     return equal.mean().to_dict()
+
+
+def _of(frame: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
+    """The rows of `methods`, of `none` and of the anchors (teachers, noisy input)."""
+    return frame[frame["method"].isin(["none", *methods]) | frame["method"].isna()]
 
 
 def _effects(means: pd.DataFrame, method: str, metric: str) -> pd.Series:
@@ -70,11 +76,12 @@ def _effects(means: pd.DataFrame, method: str, metric: str) -> pd.Series:
 
 def compare(reference: Path, other: Path, methods: Sequence[str]) -> str:
     """The report: one row per test set, metric and method (its effect against `none`)."""
-    ref, ref_label = trial_means(reference)
-    oth, oth_label = trial_means(other)
+    ref_trials, ref_scores, ref_label = read_store(reference)
+    oth_trials, oth_scores, oth_label = read_store(other)
+    ref, oth = trial_means(ref_trials, ref_scores), trial_means(oth_trials, oth_scores)
     keys = ["trial_id", "test_set"]
     both = ref.merge(oth[keys + list(METRICS)], on=keys, suffixes=("", "_other"))
-    both = both[both["method"].isin(["none", *methods]) | both["method"].isna()]
+    both = _of(both, methods)
     roles = dict(zip(both["trial_id"], both["role"]))
     rows = []
     for (test_set, metric, method), block in _blocks(both, methods):
@@ -108,7 +115,7 @@ def compare(reference: Path, other: Path, methods: Sequence[str]) -> str:
         f"- trials in both, done: {counts} (methods none, {', '.join(methods)}; "
         f"students of seeds {sorted(int(s) for s in students['seed'].unique())})\n"
         "- per-utterance scores equal to the last bit: " + ", ".join(
-            f"{role} {share:.1%}" for role, share in identical_shares(reference, other, roles).items()
+            f"{role} {share:.1%}" for role, share in identical_shares(ref_scores, oth_scores, roles).items()
         ) + "\n\n"
         "|Δ|: the absolute difference of a trial's mean score between the two stores; the seed "
         "std is of the reference's trial means within a (pair, method) cell.\n\n" + table
@@ -122,8 +129,7 @@ def _blocks(
     for test_set, block in both.groupby("test_set"):
         for metric in METRICS:
             for method in methods:
-                keep = block["method"].isin(["none", method]) | block["method"].isna()
-                yield (test_set, metric, method), block[keep]
+                yield (test_set, metric, method), _of(block, [method])
 
 
 def main() -> None:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from kdbench.run.evaluate import Score
+from kdbench.run.store import Store
+from kdbench.run.trial import NoisyTrial, Outcome, StudentTrial, TeacherTrial
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,36 +37,34 @@ def compare_platforms():
 
 def _store(path: Path, fingerprint: str, shifts: dict[str, float]) -> Path:
     """Two pairs × (none, cosine) × seeds 0-2, a teacher and the noisy input, two utterances
-    of one test set; `shifts` adds to every si_sdr score of the trials it names."""
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE trials (id TEXT PRIMARY KEY, role TEXT, status TEXT, pair TEXT, "
-            "method TEXT, seed INTEGER, teacher_seed INTEGER, details TEXT)"
-        )
-        db.execute(
-            "CREATE TABLE scores (trial_id TEXT, test_set TEXT, utterance TEXT, metric TEXT, "
-            "value REAL)"
-        )
-        details = json.dumps({"platform": {"cpu_model": "CPU", "cpu_isa": "AVX512",
-                                           "fingerprint": fingerprint}})
-        trials = [("teacher", "teacher", None, None, 0), ("noisy", "noisy", None, None, None)]
-        trials += [
-            (f"{pair}-{method}-{seed}", "student", pair, method, seed)
-            for pair in ("a", "b") for method in ("none", "cosine") for seed in range(3)
+    of one test set, recorded through kdbench's own store; `shifts` adds to every si_sdr
+    score of the trials it names."""
+    common = {"dataset": "set", "dataset_params": {}, "dataset_identity": "d0", "cache_dir": "",
+              "results_dir": "", "metrics": ("pesq_wb", "stoi", "si_sdr")}
+    teacher = {"teacher_spec": {}, "teacher_settings": {}, "teacher_seed": 0}
+    trials = [TeacherTrial(id="teacher", **common, **teacher), NoisyTrial(id="noisy", **common)]
+    trials += [
+        StudentTrial(id=f"{pair}-{method}-{seed}", **common, **teacher, pair=pair, student_spec={},
+                     method=method, method_params={}, seed=seed, train_settings={})
+        for pair in ("a", "b") for method in ("none", "cosine") for seed in range(3)
+    ]
+    platform = {"cpu_model": "CPU", "cpu_isa": "AVX512", "fingerprint": fingerprint}
+    store = Store(path)
+    for trial in trials:
+        # cosine beats none by 1 dB on pair a and 0.1 dB on pair b; seeds spread by 0.5 dB
+        base = {"teacher": 12.0, "noisy": 5.0}.get(trial.role, 9.0)
+        if getattr(trial, "method", None) == "cosine":
+            base += 1.0 if trial.pair == "a" else 0.1
+        base += 0.5 * getattr(trial, "seed", 0)
+        outcome = Outcome(trial, "done", details={"platform": platform})
+        outcome.scores = [
+            Score(utterance, metric,
+                  base + offset + (shifts.get(trial.id, 0.0) if metric == "si_sdr" else 0.0), None)
+            for utterance, offset in (("u1", 0.0), ("u2", 1.0))
+            for metric in ("pesq_wb", "stoi", "si_sdr")
         ]
-        for trial_id, role, pair, method, seed in trials:
-            db.execute("INSERT INTO trials VALUES (?, ?, 'done', ?, ?, ?, ?, ?)",
-                       (trial_id, role, pair, method, seed, seed, details))
-            # cosine beats none by 1 dB on pair a and 0.1 dB on pair b; seeds spread by 0.5 dB
-            base = {"teacher": 12.0, "noisy": 5.0}.get(role, 9.0)
-            if method == "cosine":
-                base += 1.0 if pair == "a" else 0.1
-            base += 0.5 * (seed or 0)
-            for utterance, offset in (("u1", 0.0), ("u2", 1.0)):
-                for metric in ("pesq_wb", "stoi", "si_sdr"):
-                    value = base + offset + (shifts.get(trial_id, 0.0) if metric == "si_sdr" else 0.0)
-                    db.execute("INSERT INTO scores VALUES (?, 'set', ?, ?, ?)",
-                               (trial_id, utterance, metric, value))
+        store.record(outcome)
+    store.close()
     return path
 
 

@@ -45,7 +45,7 @@ def test_a_read_only_store_reads_and_cannot_write(tmp_path: Path) -> None:
     assert fingerprint(path) == before
 
 
-READ_IN_A_LOCKED_FOLDER = """
+AS_NOBODY = """
 import os, sys
 from kdbench.errors import KdbenchError
 from kdbench.run.store import Store
@@ -54,15 +54,18 @@ if os.geteuid() == 0:  # root writes anywhere: become nobody, after the imports
     os.setuid(65534)
 assert not os.access(sys.argv[1], os.W_OK), "the folder is writable: nothing is tested"
 try:
-    store = Store(sys.argv[2], read_only=True)
-    print(store.statuses(["trial0001", "trial0002"]))
+    print({})
 except KdbenchError as exc:
     print("error:", exc)
 """
+"""Run by `_in_a_folder_nobody_may_write`: prints what its expression gives, or the error."""
+
+READ_IN_A_LOCKED_FOLDER = 'Store(sys.argv[2], read_only=True).statuses(["trial0001", "trial0002"])'
+WRITE_IN_A_LOCKED_FOLDER = 'Store(sys.argv[2]) and "opened for writing"'
 
 
-def _in_a_folder_nobody_may_write(folder: Path, store: Path, script: str) -> str:
-    """What `script` prints about `store`, run by a process that cannot write `folder`:
+def _in_a_folder_nobody_may_write(folder: Path, store: Path, expression: str) -> str:
+    """What `expression` gives about `store`, run by a process that cannot write `folder`:
     as root, a child that drops to `nobody`; otherwise the folder is made read-only for
     the call."""
     folder.chmod(0o755)  # under /tmp itself, so that nobody can reach it (pytest's are 0700)
@@ -70,7 +73,7 @@ def _in_a_folder_nobody_may_write(folder: Path, store: Path, script: str) -> str
         folder.chmod(0o555)
     try:
         done = subprocess.run(
-            [sys.executable, "-c", script, str(folder), str(store)],
+            [sys.executable, "-c", AS_NOBODY.format(expression), str(folder), str(store)],
             capture_output=True, text=True, timeout=120,
         )
     finally:
@@ -103,21 +106,6 @@ def test_a_store_in_a_folder_the_reader_cannot_write_still_reads(tmp_path: Path)
         assert said == f"error: {path}: this user may not read it (its permissions)"
     finally:
         shutil.rmtree(folder)
-
-
-WRITE_IN_A_LOCKED_FOLDER = """
-import os, sys
-from kdbench.errors import KdbenchError
-from kdbench.run.store import Store
-if os.geteuid() == 0:
-    os.setgid(65534)
-    os.setuid(65534)
-try:
-    Store(sys.argv[2])
-    print("opened for writing")
-except KdbenchError as exc:
-    print("error:", exc)
-"""
 
 
 def test_a_run_into_a_folder_it_may_not_write_says_so_before_sqlite_does(tmp_path: Path) -> None:
