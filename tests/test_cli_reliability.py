@@ -84,7 +84,8 @@ def test_a_read_only_command_on_a_file_that_is_not_a_store_says_so(
 def test_a_read_only_command_leaves_a_store_as_it_found_it(
     cli: CliRunner, tmp_path: Path, command: str, version: int
 ) -> None:
-    store = tmp_path / "results.db"
+    store = tmp_path / "store" / "results.db"
+    store.parent.mkdir()
     (a_version_1_store if version == 1 else a_store)(store)
     before = fingerprint(store)
     result = cli.invoke(main, read_only_commands(store, tmp_path)[command])
@@ -93,6 +94,7 @@ def test_a_read_only_command_leaves_a_store_as_it_found_it(
     else:
         assert result.exit_code == 0, result.output
     assert fingerprint(store) == before
+    assert [p.name for p in store.parent.iterdir()] == ["results.db"]  # no -shm, no -wal
 
 
 def test_run_on_a_file_that_is_not_a_store_refuses_it_untouched(

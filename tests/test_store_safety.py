@@ -45,6 +45,36 @@ def test_a_read_only_store_reads_and_cannot_write(tmp_path: Path) -> None:
     assert fingerprint(path) == before
 
 
+def test_reading_a_store_no_run_has_open_leaves_its_folder_as_it_was(tmp_path: Path) -> None:
+    """A WAL reader on disk used to leave `-shm` and `-wal` beside the store it read: a
+    `kdbench leaderboard` on a committed store left two untracked files in the clone."""
+    path = a_store(tmp_path / "results.db")
+    before = fingerprint(path)
+    store = Store(path, read_only=True)
+    assert store.statuses(["trial0001", "trial0002"]) == {"trial0001": "done", "trial0002": "done"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.db"]
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.db"]
+    assert fingerprint(path) == before
+
+
+def test_a_reader_sees_what_a_run_that_has_the_store_open_wrote_last(tmp_path: Path) -> None:
+    """While a run has the store open its newest rows are in the `-wal` file, not yet in
+    the store file: a reader (`kdbench status` during a run) must read through it."""
+    path = a_store(tmp_path / "results.db", trials=1)
+    run = Store(path)
+    run.record(fake_outcome(1))
+    run.mark_running("trial0002", os.getpid(), "host", time.time())
+    assert (tmp_path / "results.db-wal").stat().st_size > 0
+    reader = Store(path, read_only=True)
+    assert reader.statuses(["trial0001"]) == {"trial0001": "done"}
+    assert list(reader.running()["trial_id"]) == ["trial0002"]
+    with pytest.raises(KdbenchError, match="rolled back"):
+        reader.record(fake_outcome(5))
+    reader.close()
+    run.close()
+
+
 AS_NOBODY = """
 import os, sys
 from kdbench.errors import KdbenchError

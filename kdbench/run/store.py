@@ -264,16 +264,50 @@ def _connect_read_only(path: Path, immutable: bool = False) -> sqlite3.Connectio
     return connection
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+WAL_VERSION_BYTES = slice(18, 20)
+"""The file format's write and read versions in a database header: 2 for WAL, 1 for a
+rollback journal (https://www.sqlite.org/fileformat2.html#file_format_version_numbers)."""
+
+
+def _snapshot(path: Path) -> sqlite3.Connection | None:
+    """The store in memory, as it is now, when no run has it open; None when one may have.
+
+    A WAL reader on disk leaves `-shm` and `-wal` files beside a store it reads (SQLite
+    makes them, and only a writer's last close removes them), so `kdbench leaderboard` on
+    a committed store left two untracked files: a command that only reads must not write.
+    With no `-wal` beside it no run is connected (a WAL writer keeps that file while it
+    is), and a writer that connects meanwhile changes the file itself only when it
+    checkpoints, which the size and time checked around the read would show. An in-memory
+    database cannot be in WAL mode, so the copy's header says rollback journal."""
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists():
+        return None
+    with path.open("rb") as file:
+        if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            return None  # not a database: the reader on disk names what it is
+    before = path.stat()
+    image = bytearray(path.read_bytes())
+    after = path.stat()
+    if wal.exists() or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        return None
+    image[WAL_VERSION_BYTES] = b"\x01\x01"
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    connection.deserialize(bytes(image))
+    return connection
+
+
 def _open_read_only(path: Path) -> sqlite3.Connection:
-    """A connection that cannot write `path`; for an older schema, a migrated in-memory
-    copy of it."""
+    """A connection that cannot write `path` (nor leave files beside it, when no run has
+    it open); for an older schema, a migrated copy of it in memory."""
     if not path.is_file():
         raise KdbenchError(
             f"{path}: no results store there (`kdbench run` makes one; --results names another)"
         )
     if not os.access(path, os.R_OK):
         raise KdbenchError(f"{path}: this user may not read it (its permissions)")
-    connection = _connect_read_only(path)
+    snapshot = _snapshot(path)
+    connection = snapshot or _connect_read_only(path)
     try:
         version = _retrying(lambda: _checked_version(connection, path))
         if version == 0:
@@ -282,13 +316,15 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
     except KdbenchError:
         connection.close()
         raise
-    if version == SCHEMA_VERSION:
-        return connection
-    copy = sqlite3.connect(":memory:", isolation_level=None)
-    connection.backup(copy)
-    connection.close()
-    _apply_migrations(copy, path)
-    return copy
+    if version != SCHEMA_VERSION:
+        if snapshot is None:
+            copy = sqlite3.connect(":memory:", isolation_level=None)
+            connection.backup(copy)
+            connection.close()
+            connection = copy
+        _apply_migrations(connection, path)
+    connection.execute("PRAGMA query_only=ON")
+    return connection
 
 
 _DAMAGE = (sqlite3.DatabaseError, pd.errors.DatabaseError, UnicodeDecodeError, ValueError)
