@@ -109,6 +109,23 @@ def test_trials_record_their_platform_and_a_mixed_cell_is_flagged(tmp_path: Path
     assert "not part of its id" in words
 
 
+def test_the_fingerprint_records_onednn_switched_off_and_only_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Switching oneDNN off changes Conv2d's bits (BENCHMARKS §7) but no environment
+    variable says so; recording the switch must not change the fingerprint of a platform
+    that leaves it on, or every existing store would read as made elsewhere."""
+    for name in platform.KERNEL_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    default = platform.describe("cpu", threads=1)
+    assert default["kernel_settings"] == {}
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    off = platform.describe("cpu", threads=1)
+    assert off["kernel_settings"] == {"torch.backends.mkldnn.enabled": "False"}
+    assert off["fingerprint"] != default["fingerprint"]
+    assert "torch.backends.mkldnn.enabled=False" in platform.label(off)
+
+
 def test_extra_test_sets_score_every_model_and_are_added_without_retraining(
     tmp_path: Path, with_test_plugins
 ) -> None:

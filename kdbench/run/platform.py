@@ -53,6 +53,18 @@ KERNEL_SETTINGS = (
 change a trial's bits on one machine (BENCHMARKS.md, section 7), so they are part of it."""
 
 
+def _backend_switches() -> dict[str, str]:
+    """torch's process-wide kernel switches that are off their default, by their Python name.
+
+    `torch.backends.mkldnn.enabled = False` (a user's sitecustomize, another library)
+    makes convolutions run ATen's kernels instead of oneDNN's: measured to change Conv2d's
+    bits (BENCHMARKS.md §7, "portable, no oneDNN"). No environment variable says so, so the
+    switch is read here. Only a switch off its default is recorded, beside the environment
+    variables, so every platform that leaves it alone keeps the fingerprint it had before
+    the switch was recorded, and stores made then do not read as another platform."""
+    return {} if torch.backends.mkldnn.enabled else {"torch.backends.mkldnn.enabled": "False"}
+
+
 @functools.cache
 def _cpu() -> tuple[str, str]:
     """(vendor, model) from /proc/cpuinfo where there is one, else what `platform` knows."""
@@ -97,7 +109,10 @@ def describe(device: torch.device | str = "cpu", threads: int | None = None) -> 
         "cuda": "",
         "cudnn": "",
         "threads": torch.get_num_threads() if threads is None else threads,
-        "kernel_settings": {name: os.environ[name] for name in KERNEL_SETTINGS if name in os.environ},
+        "kernel_settings": {
+            **{name: os.environ[name] for name in KERNEL_SETTINGS if name in os.environ},
+            **_backend_switches(),
+        },
         **_library_versions(),
     }
     if device.type == "cuda":
