@@ -15,9 +15,11 @@ machine alone cannot show that.
 A grid digest only says *whether* two machines agree. The operation probe (`--ops`, run by
 `main` under every setting too) says *where* they part: a digest per kernel family a trial
 uses (the STFT, Conv2d, ConvTranspose2d, BatchNorm, sgemm, elementwise transcendental
-functions, three Adam steps of a real student, and the metrics' NumPy/SciPy/C code), each
-on fixed inputs drawn by NumPy's generator, which no torch setting reaches (their digest is
-a row of its own, so inputs that differed between machines would show).
+functions; the backward kernels of the convolutions, BatchNorm and the inverse STFT; Adam's
+update on fixed gradients; a real student's forward, its gradients and three Adam steps; and
+the metrics' NumPy/SciPy/C code), each on fixed inputs drawn by NumPy's generator, which no
+torch setting reaches (their digest is a row of its own, so inputs that differed between
+machines would show).
 """
 
 from __future__ import annotations
@@ -108,6 +110,43 @@ def _digest(*arrays: Any) -> str:
     return hasher.hexdigest()[:12]
 
 
+def _backward_digests(rng: np.random.Generator, x: Any, window: Any) -> dict[str, str]:
+    """The backward kernels of a training step and the optimiser, each on inputs of its
+    own: on the two vendors every forward kernel above agreed under the portable settings
+    while three Adam steps of a student did not, so the difference is in these."""
+    import torch
+
+    def gradients(module: Any, inputs: Any) -> str:
+        inputs = inputs.clone().requires_grad_(True)
+        output = module(inputs)
+        upstream = torch.from_numpy(rng.standard_normal(output.shape).astype(np.float32))
+        output.backward(upstream)
+        return _digest(inputs.grad.numpy(), *(p.grad.numpy() for p in module.parameters()))
+
+    torch.manual_seed(1)
+    digests = {
+        "Conv2d backward": gradients(torch.nn.Conv2d(8, 16, 5, stride=2, padding=2), x),
+        "ConvTranspose2d backward": gradients(
+            torch.nn.ConvTranspose2d(8, 4, 5, stride=2, padding=2, output_padding=1), x
+        ),
+        "BatchNorm2d backward": gradients(torch.nn.BatchNorm2d(8).train(), x),
+    }
+    frames = rng.standard_normal((16, 257, 126, 2)).astype(np.float32)
+    spectrum = torch.view_as_complex(torch.from_numpy(frames)).requires_grad_(True)
+    torch.istft(spectrum, 512, 128, window=window).abs().mean().backward()
+    digests["inverse STFT backward (L1)"] = _digest(torch.view_as_real(spectrum.grad).numpy())
+    params = [torch.from_numpy(rng.standard_normal(n).astype(np.float32)) for n in (37, 4096)]
+    grads = [torch.from_numpy(rng.standard_normal(p.shape).astype(np.float32)) for p in params]
+    weights = [p.clone().requires_grad_(True) for p in params]
+    optimiser = torch.optim.Adam(weights, lr=0.002)
+    for _ in range(3):
+        for weight, grad in zip(weights, grads):
+            weight.grad = grad.clone()
+        optimiser.step()
+    digests["Adam, 3 steps on fixed gradients"] = _digest(*(w.detach().numpy() for w in weights))
+    return digests
+
+
 def probe_ops() -> dict[str, str]:
     """A digest per kernel family a trial's arithmetic goes through (see the module text)."""
     import pesq
@@ -143,10 +182,19 @@ def probe_ops() -> dict[str, str]:
         digests["ConvTranspose2d"] = _digest(transposed(x).numpy())
         digests["BatchNorm2d (training)"] = _digest(norm(x).numpy())
         digests["sgemm"] = _digest((torch.from_numpy(left) @ torch.from_numpy(right)).numpy())
+    digests.update(_backward_digests(rng, x, window))
     torch.manual_seed(0)
     student = build_unet({"channels": [4, 8, 16, 32], "kernel": 5, "mask_floor": 0.1})
+    with torch.no_grad():
+        digests["student: forward"] = _digest(student(wave).synthesize().numpy())
     optimiser = torch.optim.Adam(student.parameters(), lr=0.002)
     clean = torch.from_numpy(audio * 0.5)
+    loss = (student(wave).synthesize() - clean).abs().mean()
+    loss.backward()
+    digests["student: gradients of one step"] = _digest(
+        *(p.grad.numpy() for p in student.parameters())
+    )
+    optimiser.zero_grad()
     for _ in range(3):
         optimiser.zero_grad()
         estimate = student(wave).synthesize()
