@@ -334,7 +334,7 @@ def extrapolate(work: Path, times: dict[str, float], throughput: dict[int, float
     measured on the width pair: fgspkd's for fgspkd, cosine's for the other KD methods
     (they read a few latents or the magnitude from the table), none's own for none."""
     registry = get_registry()
-    grid = build_grid(load_config("paper"), registry, work, work, methods="all", prepare_datasets=False)
+    grid = build_grid(load_config("paper"), registry, work, work, methods="all", data="skip")
     plain = {name: times[f"{name}/{precision}"] for name in PAPER_PAIRS}
     overhead = {method: times[f"{PAPER_PAIRS[0]} + {method}/{precision}"] / plain[PAPER_PAIRS[0]]
                 for method in ("cosine", "fgspkd")}

@@ -101,7 +101,7 @@ def test_the_device_is_provenance_and_precision_is_identity():
     def ids(*overrides: str) -> dict[str, str]:
         config = load_config("ci", [*TINY, *overrides], registry)
         grid = build_grid(config, registry, Path("/nonexistent"), Path("/nonexistent"),
-                          prepare_datasets=False)
+                          data="skip")
         return {(trial.role, trial.label()): trial.id for trial in grid.trials}
 
     default = ids()

@@ -16,7 +16,7 @@ from kdbench.config import load_config
 from kdbench.deploy.checkpoints import load_checkpoint
 from kdbench.errors import ConfigError, CorruptFile
 from kdbench.plugin.registry import get_registry
-from kdbench.run.grid import Grid, build_grid
+from kdbench.run.grid import DataUse, Grid, build_grid
 from kdbench.run.trial import execute
 
 TINY = [
@@ -37,12 +37,12 @@ def _run(store: Path, *extra: str) -> str:
     return result.output
 
 
-def _grid(checkpoint: Path, cache: Path, results: Path, prepare_datasets: bool = True) -> Grid:
+def _grid(checkpoint: Path, cache: Path, results: Path, data: DataUse = "prepare") -> Grid:
     """The TINY grid with `checkpoint` as the teacher, built in this process."""
     overrides = [value for flag, value in zip(TINY[::2], TINY[1::2]) if flag == "--set"]
     config = load_config("ci", [*overrides, f"teacher.checkpoint={checkpoint}"])
     return build_grid(
-        config, get_registry(), cache, results, prepare_datasets=prepare_datasets
+        config, get_registry(), cache, results, data=data
     )
 
 
@@ -110,7 +110,7 @@ def test_other_weights_are_another_teacher(trained, tmp_path, session_cache):
     torch.save(state, plain)
 
     def teacher_id(path: Path) -> str:
-        grid = _grid(path, session_cache, tmp_path, prepare_datasets=False)
+        grid = _grid(path, session_cache, tmp_path, data="skip")
         return next(trial.id for trial in grid.anchors if trial.role == "teacher")
 
     assert teacher_id(edited) != teacher_id(plain)
@@ -143,7 +143,7 @@ def test_a_kdbench_checkpoint_that_fails_its_crc_is_refused(trained, tmp_path, s
     altered = tmp_path / "altered.pt"
     torch.save({**payload, "crc32": payload["crc32"] ^ 1}, altered)
     with pytest.raises(CorruptFile, match="altered.pt.*CRC-32"):
-        _grid(altered, session_cache, tmp_path, prepare_datasets=False)
+        _grid(altered, session_cache, tmp_path, data="skip")
 
 
 def test_loaded_teachers_take_one_file_per_teacher_seed(trained, tmp_path):
@@ -163,7 +163,7 @@ def test_loaded_teachers_take_one_file_per_teacher_seed(trained, tmp_path):
     overrides = [value for flag, value in zip(TINY[::2], TINY[1::2]) if flag == "--set"]
     config = load_config(str(preset), [*overrides, "run.seeds=0,1,2,3"])
     assert config.teacher["checkpoint"] == [str(first), str(second)]
-    grid = build_grid(config, get_registry(), tmp_path, tmp_path, prepare_datasets=False)
+    grid = build_grid(config, get_registry(), tmp_path, tmp_path, data="skip")
     teachers = {trial.teacher_seed: trial for trial in grid.anchors if trial.role == "teacher"}
     assert sorted(teachers) == [5, 7] and teachers[5].id != teachers[7].id
     files = {5: str(first), 7: str(second)}

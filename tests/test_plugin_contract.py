@@ -5,7 +5,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import kdbench
+from kdbench.api import resolve_params
+from kdbench.plugin.registry import get_registry
 
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 PUBLIC = {"kdbench", "kdbench.api", "kdbench.errors"}
@@ -88,3 +92,27 @@ def test_a_third_party_latent_method_built_from_the_api_tools_conforms():
 
     outcomes = check_method(L1Method)
     assert outcomes and set(outcomes.values()) == {"ok"}
+
+
+SMALL = {
+    "procedural": {"n_train": 2, "n_valid": 1, "n_test": 1, "seconds": 1.0, "seed": 7},
+    "realspeech": {"snrs": [0.0], "per_cell": 1},
+    "realspeech_dev": {"snrs": [5.0], "per_cell": 1},
+}
+"""Built-in datasets that say their identity without preparing, at settings cheap to prepare."""
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_a_dataset_identified_without_its_audio_is_identified_as_prepare_would(
+    name: str, tmp_path: Path
+) -> None:
+    """`Dataset.identify` must equal `prepare(...).identity` (read commands find trials by
+    it), and must build nothing in the cache."""
+    plugin = get_registry().get("datasets", name)
+    params = resolve_params(f"dataset.{name}", plugin.params, SMALL[name])
+    empty = tmp_path / "empty"
+    said = plugin.identify(params, empty)
+    assert said is not None and not empty.exists()
+    assert said == plugin.prepare(params, tmp_path / "cache").identity
+    other = resolve_params(f"dataset.{name}", plugin.params, {**SMALL[name], "seed": 8})
+    assert plugin.identify(other, empty) != said

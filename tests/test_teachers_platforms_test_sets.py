@@ -39,18 +39,18 @@ def with_test_plugins(monkeypatch: pytest.MonkeyPatch):
     get_registry(reload=True)
 
 
-def _grid(cache: Path, results: Path, overrides=(), methods="cosine", seeds=(0, 1), prepare=True):
+def _grid(cache: Path, results: Path, overrides=(), methods="cosine", seeds=(0, 1), data="prepare"):
     registry = get_registry()
     config = load_config("ci", [*TINY, "run.jobs=1", *overrides], registry)
     grid = build_grid(
         config, registry, cache, results, methods=methods, seeds=list(seeds),
-        prepare_datasets=prepare,
+        data=data,
     )
     return config, grid
 
 
 def test_several_teacher_seeds_nest_the_student_seeds(tmp_path: Path) -> None:
-    _, grid = _grid(tmp_path, tmp_path, ["teacher.seeds=0,1"], seeds=range(4), prepare=False)
+    _, grid = _grid(tmp_path, tmp_path, ["teacher.seeds=0,1"], seeds=range(4), data="skip")
     teachers = {t.teacher_seed: t for t in grid.anchors if t.role == "teacher"}
     assert sorted(teachers) == [0, 1] and teachers[0].id != teachers[1].id
     for student in grid.students:
@@ -64,7 +64,7 @@ def test_several_teacher_seeds_nest_the_student_seeds(tmp_path: Path) -> None:
 
 
 def test_one_teacher_seed_keeps_the_identity_a_single_seed_setting_had(tmp_path: Path) -> None:
-    config, grid = _grid(tmp_path, tmp_path, prepare=False)
+    config, grid = _grid(tmp_path, tmp_path, data="skip")
     settings = teacher_settings(config, 0)
     assert "seeds" not in settings and settings["seed"] == 0
     assert set(settings) == set(config.teacher) - {"seeds"} | {"seed"}

@@ -57,6 +57,17 @@ class Dataset:
         """Load or generate the splits (caching under `cache_dir`) for resolved `params`."""
         raise NotImplementedError
 
+    def identify(self, params: Mapping[str, Any], cache_dir: Path) -> str | None:
+        """The identity `prepare` would give resolved `params`, found without generating,
+        loading or caching audio; None (the default) where only preparing can tell.
+
+        Commands that only read results (`kdbench leaderboard`, `status`) need a dataset's
+        identity to find its trials, not its audio: a dataset that can say it here is not
+        built in a fresh cache (the quick corpus: about a minute and 177 MB) just to show a
+        table, and needs no cache its user may write. It must equal `prepare(...).identity`.
+        """
+        return None
+
 
 def version_of(distribution: str) -> str:
     """The installed version of a package, for provenance (`Metric.provenance`, pages)."""

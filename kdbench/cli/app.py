@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -18,6 +18,9 @@ from kdbench.config import RUN_PARAMS, load_config
 from kdbench.errors import ConfigError, KdbenchError
 from kdbench.files.cache import cache_root
 from kdbench.plugin.registry import KINDS, get_registry
+
+if TYPE_CHECKING:
+    from kdbench.run.grid import DataUse
 
 console = Console()
 
@@ -50,10 +53,12 @@ def _parse_seeds(seeds: str | None) -> list[int] | None:
 def _prepare(
     preset: str, methods: str | None, pairs: str | None, seeds: str | None,
     overrides: tuple[str, ...], results: str | None, extra: list[str] | None = None,
-    read_only: bool = True,
+    read_only: bool = True, data: DataUse = "identify",
 ):
     """The config, grid and store of a command; the store is opened before the datasets
-    are prepared, so a wrong --results is reported at once."""
+    are prepared, so a wrong --results is reported at once. A command that only reads
+    results finds its trials by the datasets' identities (`data="identify"`), so it builds
+    no corpus in a fresh cache."""
     from kdbench.run.grid import build_grid
     from kdbench.run.store import Store
 
@@ -61,8 +66,8 @@ def _prepare(
     config = load_config(preset, [*overrides, *(extra or [])], registry)
     store = Store(Path(results or config.run["results"]), read_only=read_only)
     grid = build_grid(
-        config, registry, cache_root(), store.path.parent,
-        methods=methods, pairs=pairs, seeds=_parse_seeds(seeds),
+        config, registry, cache_root(create=data == "prepare"), store.path.parent,
+        methods=methods, pairs=pairs, seeds=_parse_seeds(seeds), data=data,
     )
     return config, grid, store
 
@@ -118,7 +123,7 @@ def run(
     if executor_name is not None:
         extra.append(f"run.executor={executor_name}")
     config, grid, store = _prepare(
-        preset, methods, pairs, seeds, overrides, results, extra, read_only=False
+        preset, methods, pairs, seeds, overrides, results, extra, read_only=False, data="prepare"
     )
     registry = get_registry()
     executor = registry.get("executors", config.run["executor"])
@@ -158,7 +163,7 @@ def _dry_run(preset, methods, pairs, seeds, overrides, assume_tflops: float) -> 
     config = load_config(preset, overrides, registry)
     grid = build_grid(
         config, registry, cache_root(), Path(config.run["results"]).parent,
-        methods=methods, pairs=pairs, seeds=_parse_seeds(seeds), prepare_datasets=False,
+        methods=methods, pairs=pairs, seeds=_parse_seeds(seeds), data="skip",
     )
     table = Table(title=f"dry run: preset {preset}")
     for column in ("dataset", "pair", "method", "seeds", "steps"):
@@ -238,7 +243,9 @@ def leaderboard(
     """
     from kdbench.report.leaderboard import collect, render_terminal, select
 
-    config, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results)
+    # A page and an export's tables need the test splits' audio and sizes; a table does not.
+    data = "prepare" if publish or from_export else "identify"
+    config, grid, store = _prepare(preset, methods, pairs, seeds, overrides, results, data=data)
     if from_export:
         from kdbench.report.export import read_export
 

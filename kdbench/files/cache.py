@@ -33,10 +33,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def cache_root() -> Path:
-    """`$KDBENCH_CACHE`, else the user's cache directory; one root for every cache."""
+def cache_root(create: bool = True) -> Path:
+    """`$KDBENCH_CACHE`, else the user's cache directory; one root for every cache.
+    `create=False` names it without making it: a command that only reads writes nothing."""
     root = Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("kdbench"))
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     return root
 
 

@@ -19,15 +19,44 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from kdbench.api import PreparedDataset
+from kdbench.api import Dataset, PreparedDataset
 from kdbench.config import Config, identity_settings, teacher_files
 from kdbench.errors import ConfigError
 from kdbench.plugin.registry import Registry
 from kdbench.run.identity import stable_id
 from kdbench.run.trial import NoisyTrial, StudentTrial, TeacherTrial, TestSet, Trial
 from kdbench.train.own_teacher import OwnTeacher
+
+DataUse = Literal["prepare", "identify", "skip"]
+"""What a grid does with its datasets: `prepare` them (a run, a published page: the audio
+is needed), only `identify` them where the dataset can say its identity without preparing
+(commands that read results: the trials are found by identity), or `skip` them (a dry run:
+placeholder identities, good for counting, not for finding or running trials)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentifiedDataset:
+    """A dataset known by its identity alone (`Dataset.identify`): all that a command that
+    reads results needs of it."""
+
+    name: str
+    identity: str
+
+
+def _dataset_for(
+    plugin: Dataset, params: dict[str, Any], cache_dir: Path, data: DataUse
+) -> PreparedDataset | IdentifiedDataset | None:
+    """The dataset as `data` asks; identified only if it can say so, else prepared."""
+    if data == "skip":
+        return None
+    if data == "identify":
+        identity = plugin.identify(params, cache_dir)
+        if identity is not None:
+            return IdentifiedDataset(plugin.name, identity)
+    cache_dir.mkdir(parents=True, exist_ok=True)  # a reading command's root is not made
+    return plugin.prepare(params, cache_dir)
 
 
 @dataclasses.dataclass
@@ -37,11 +66,13 @@ class Grid:
     against (not to be confused with a *reference method*, the control or baseline a
     method is compared with)."""
     students: list[StudentTrial]
-    datasets: dict[str, PreparedDataset]
+    datasets: dict[str, PreparedDataset | IdentifiedDataset]
     methods: list[str]
     pairs: list[str]
     seeds: list[int]
-    test_datasets: dict[str, PreparedDataset] = dataclasses.field(default_factory=dict)
+    test_datasets: dict[str, PreparedDataset | IdentifiedDataset] = dataclasses.field(
+        default_factory=dict
+    )
     warnings: list[str] = dataclasses.field(default_factory=list)
     """What `kdbench run` should tell the user before it runs: settings that are allowed
     but probably not meant (a loaded teacher trained on another corpus)."""
@@ -145,24 +176,26 @@ def _check_splits(key: str, name: str, has: Sequence[str], needs: Sequence[str])
 
 
 def _test_sets(
-    config: Config, registry: Registry, cache_dir: Path, sample_rate: int | None, prepare: bool
-) -> tuple[tuple[TestSet, ...], dict[str, PreparedDataset]]:
-    """The extra test sets of `run.test_datasets`, prepared, at the training data's rate."""
-    test_sets, prepared = [], {}
+    config: Config, registry: Registry, cache_dir: Path, sample_rate: int | None, data: DataUse
+) -> tuple[tuple[TestSet, ...], dict[str, PreparedDataset | IdentifiedDataset]]:
+    """The extra test sets of `run.test_datasets`, at the training data's rate when both
+    are prepared."""
+    test_sets, found = [], {}
     for name in registry.select("datasets", config.run["test_datasets"]):
-        _check_splits("run.test_datasets", name, registry.get("datasets", name).splits, ("test",))
+        plugin = registry.get("datasets", name)
+        _check_splits("run.test_datasets", name, plugin.splits, ("test",))
         params = config.plugin_params("dataset", name)
         identity = f"{name}-not-prepared"
-        if prepare:
-            prepared[name] = registry.get("datasets", name).prepare(params, cache_dir)
-            identity = prepared[name].identity
-            if sample_rate is not None and prepared[name].sample_rate != sample_rate:
-                raise ConfigError(
-                    f"run.test_datasets: {name} is at {prepared[name].sample_rate} Hz but the "
-                    f"training data is at {sample_rate} Hz; a test set must match the models' rate"
-                )
+        dataset = _dataset_for(plugin, params, cache_dir, data)
+        if dataset is not None:
+            found[name], identity = dataset, dataset.identity
+        if isinstance(dataset, PreparedDataset) and sample_rate not in (None, dataset.sample_rate):
+            raise ConfigError(
+                f"run.test_datasets: {name} is at {dataset.sample_rate} Hz but the "
+                f"training data is at {sample_rate} Hz; a test set must match the models' rate"
+            )
         test_sets.append(TestSet(name=name, params=params, identity=identity))
-    return tuple(test_sets), prepared
+    return tuple(test_sets), found
 
 
 def build_grid(
@@ -173,10 +206,9 @@ def build_grid(
     methods: Sequence[str] | str | None = None,
     pairs: Sequence[str] | str | None = None,
     seeds: Sequence[int] | None = None,
-    prepare_datasets: bool = True,
+    data: DataUse = "prepare",
 ) -> Grid:
-    """The grid's trials. With `prepare_datasets=False` (a dry run) no data is touched and
-    ids use a placeholder identity: good for counting and estimating, not for running.
+    """The grid's trials, its datasets used as `data` says (`DataUse`).
 
     Extra test sets (`run.test_datasets`) are not part of any trial's id: they say where a
     trial is scored, not what it is, so adding one later scores the finished trials' saved
@@ -200,20 +232,19 @@ def build_grid(
     anchors: list[Trial] = []
     students: list[StudentTrial] = []
     warnings: list[str] = []
-    datasets: dict[str, PreparedDataset] = {}
-    test_datasets: dict[str, PreparedDataset] = {}
+    datasets: dict[str, PreparedDataset | IdentifiedDataset] = {}
+    test_datasets: dict[str, PreparedDataset | IdentifiedDataset] = {}
     for dataset_name in registry.select("datasets", run["datasets"]):
         plugin = registry.get("datasets", dataset_name)
         _check_splits("run.datasets", dataset_name, plugin.splits, ("train", "valid"))
         params = config.plugin_params("dataset", dataset_name)
-        if prepare_datasets:
-            datasets[dataset_name] = plugin.prepare(params, cache_dir)
-            identity = datasets[dataset_name].identity
-        else:
-            identity = f"{dataset_name}-not-prepared"
-        sample_rate = datasets[dataset_name].sample_rate if prepare_datasets else None
-        test_sets, prepared = _test_sets(config, registry, cache_dir, sample_rate, prepare_datasets)
-        test_datasets.update(prepared)
+        dataset = _dataset_for(plugin, params, cache_dir, data)
+        identity = f"{dataset_name}-not-prepared"
+        if dataset is not None:
+            datasets[dataset_name], identity = dataset, dataset.identity
+        sample_rate = dataset.sample_rate if isinstance(dataset, PreparedDataset) else None
+        test_sets, found = _test_sets(config, registry, cache_dir, sample_rate, data)
+        test_datasets.update(found)
         base = {
             "dataset": dataset_name,
             "dataset_params": params,
@@ -251,7 +282,7 @@ def build_grid(
                 if teacher_id not in seen_teachers:
                     if own_teacher:
                         own_teacher.load(registry, pair.teacher)  # a file that does not fit fails now
-                        if prepare_datasets:
+                        if isinstance(dataset, PreparedDataset):
                             warnings.extend(
                                 _other_corpus(own_teacher, teacher_seed, dataset_name, identity)
                             )

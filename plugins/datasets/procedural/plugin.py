@@ -113,6 +113,10 @@ class ProceduralDataset(Dataset):
                        at_least=0.0, at_most=1.0),
     }
 
+    def identify(self, params: Mapping[str, Any], cache_dir: Path) -> str:
+        """A hash of the generator's settings: known before any audio exists."""
+        return identity(corpus_settings(params))
+
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Load the cached corpus for these settings, generating it first if absent."""
         settings = corpus_settings(params)

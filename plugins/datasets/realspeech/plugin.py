@@ -116,6 +116,11 @@ class RealSpeechDataset(Dataset):
         "seed": Param(0, "seed of the noise instances and babble draws", int),
     }
 
+    def identify(self, params: Mapping[str, Any], cache_dir: Path) -> str:
+        """The shipped manifest and the mixing settings: no recording need be read."""
+        settings = mix_settings(params, f"dataset.{self.name}")
+        return identity(settings, shipped.manifest_bytes(self.folder))
+
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Mix the shipped recordings; `cache_dir` is unused (see the module docstring)."""
         settings = mix_settings(params, f"dataset.{self.name}")
