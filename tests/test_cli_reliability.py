@@ -125,6 +125,16 @@ def test_reading_results_builds_no_corpus_and_finds_the_grids_trials(
     assert not empty.exists()
 
 
+def test_a_dry_run_touches_no_cache(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty-cache"
+    monkeypatch.setenv("KDBENCH_CACHE", str(empty))
+    result = cli.invoke(main, ["run", *GRID, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert not empty.exists()
+
+
 def test_run_on_a_file_that_is_not_a_store_refuses_it_untouched(
     cli: CliRunner, tmp_path: Path
 ) -> None:

@@ -162,7 +162,7 @@ def _dry_run(preset, methods, pairs, seeds, overrides, assume_tflops: float) -> 
     registry = get_registry()
     config = load_config(preset, overrides, registry)
     grid = build_grid(
-        config, registry, cache_root(), Path(config.run["results"]).parent,
+        config, registry, cache_root(create=False), Path(config.run["results"]).parent,
         methods=methods, pairs=pairs, seeds=_parse_seeds(seeds), data="skip",
     )
     table = Table(title=f"dry run: preset {preset}")
