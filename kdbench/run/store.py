@@ -293,7 +293,7 @@ def _snapshot(path: Path) -> sqlite3.Connection | None:
         return None
     image[WAL_VERSION_BYTES] = b"\x01\x01"
     connection = sqlite3.connect(":memory:", isolation_level=None)
-    connection.deserialize(bytes(image))
+    connection.deserialize(image)
     return connection
 
 
