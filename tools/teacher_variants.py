@@ -1,19 +1,21 @@
 """Would another teacher leave more to distil? A variant of the shipped teachers' recipe,
 trained once and scored on the *validation* split of the quick preset's corpus.
 
-    KDBENCH_CACHE=/tmp/variants .venv/bin/python tools/teacher_variants.py NAME CHANNELS [--seed N] [--set KEY=VALUE ...]
+    KDBENCH_CACHE=/tmp/variants .venv/bin/python tools/teacher_variants.py NAME CHANNELS \
+        [--seed N] [--set KEY=VALUE ...]
     e.g.  ... deeper '[16,32,64,128,256]'
           ... moredata '[16,32,64,128]' --set dataset.procedural.n_train=2400
           ... sisdr '[16,32,64,128]' --set teacher.task_loss=si_sdr
 
-The recipe is `configs/teachers/recipe.toml` (seed 0 unless `--seed` says another) with the UNet's channels replaced and the
-overrides applied; training is kdbench's own teacher path (`get_teacher`, cached under
-`$KDBENCH_CACHE` like any teacher), scoring is `train_teachers.validation_scores`. Whatever
-corpus it trains on, it is scored on the default corpus's validation split, so variants
-compare with each other and with the shipped teachers' `valid_means` in MANIFEST.json. It
-prints one JSON line, with the trained teacher's checkpoint (a kdbench checkpoint, so
-`tools/student_variants.py --set 'teacher.checkpoint=[...]'` can distil from it on validation); BENCHMARKS.md §10 quotes them. The test split is never read: these runs
-choose the next recipe.
+The recipe is `configs/teachers/recipe.toml` (seed 0 unless `--seed` says another) with the
+UNet's channels replaced and the overrides applied; training is kdbench's own teacher path
+(`get_teacher`, cached under `$KDBENCH_CACHE` like any teacher), scoring is
+`train_teachers.validation_scores`. Whatever corpus it trains on, it is scored on the default
+corpus's validation split, so variants compare with each other and with the shipped teachers'
+`valid_means` in MANIFEST.json. It prints one JSON line, with the trained teacher's checkpoint
+(a kdbench checkpoint, so `tools/student_variants.py --set teacher.checkpoint=PATH` can distil
+from it on validation); BENCHMARKS.md §10 quotes them. The test split is never read: these
+runs choose the next recipe.
 """
 
 from __future__ import annotations

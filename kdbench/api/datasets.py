@@ -63,8 +63,8 @@ class Dataset:
 
         Commands that only read results (`kdbench leaderboard`, `status`) need a dataset's
         identity to find its trials, not its audio: a dataset that can say it here is not
-        built in a fresh cache (the quick corpus: about a minute and 177 MB) just to show a
-        table, and needs no cache its user may write. It must equal `prepare(...).identity`.
+        generated into a fresh cache just to show a table, and needs no cache its user may
+        write. It must equal `prepare(...).identity` (calling it from `prepare` ensures so).
         """
         return None
 

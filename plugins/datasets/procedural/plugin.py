@@ -120,7 +120,7 @@ class ProceduralDataset(Dataset):
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Load the cached corpus for these settings, generating it first if absent."""
         settings = corpus_settings(params)
-        ident = identity(settings)
+        ident = self.identify(params, cache_dir)
         folder = Path(cache_dir) / f"procedural-{ident}"
         splits = load_or_build(
             folder,

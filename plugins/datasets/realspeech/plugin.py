@@ -124,12 +124,11 @@ class RealSpeechDataset(Dataset):
     def prepare(self, params: Mapping[str, Any], cache_dir: Path) -> PreparedDataset:
         """Mix the shipped recordings; `cache_dir` is unused (see the module docstring)."""
         settings = mix_settings(params, f"dataset.{self.name}")
-        manifest = shipped.manifest_bytes(self.folder)
         (split,) = self.splits
         utterances = mix_all(shipped.load_recordings(self.folder), settings, split)
         return PreparedDataset(
             name=self.name,
-            identity=identity(settings, manifest),
+            identity=self.identify(params, cache_dir),
             sample_rate=shipped.SAMPLE_RATE,
             splits=OneSplit(split, utterances, self.refusal),
             description=self.description,
