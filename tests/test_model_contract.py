@@ -11,9 +11,9 @@ from torch import nn
 
 from kdbench.api import Denoiser, DenoiserOutput, Utterance
 from kdbench.config import TRAIN_PARAMS
+from kdbench.deploy.streaming import StreamingDenoiser
 from kdbench.errors import KdbenchError
 from kdbench.plugin.registry import get_registry
-from kdbench.deploy.streaming import StreamingDenoiser
 from kdbench.train.task_losses import TASK_LOSSES
 from kdbench.train.trainer import train
 
@@ -90,3 +90,23 @@ def test_a_time_domain_student_trains_with_every_task_loss_and_kd_method(
 def test_streaming_refuses_a_model_without_a_network_on_frames_and_says_why() -> None:
     with pytest.raises(KdbenchError, match="does not declare its receptive field"):
         StreamingDenoiser(WaveNetlet())
+
+
+@pytest.mark.parametrize("family", sorted(get_registry().names("models")))
+def test_every_family_gives_forward_s_bits_for_any_outputs_asked_of_forward_to(family: str) -> None:
+    """A teacher table filled through `forward_to` serves the same trials as one filled by
+    `forward`, so an override that stops early must not move a bit."""
+    torch.manual_seed(0)
+    model = get_registry().get("models", family).build({}).eval()
+    noisy = torch.from_numpy(_utterances(1)[0].noisy[None, :4000])
+    with torch.no_grad():
+        full = model(noisy)
+        named = {**full.latents, "magnitude": full.magnitude}
+        asked = [frozenset({name}) for name in named]
+        asked += [frozenset(n for n in named if n.startswith("enc")), frozenset(named)]
+        for names in asked:
+            got = model.forward_to(noisy, names)
+            assert got.keys() == names
+            for name in names:
+                assert torch.equal(got[name], named[name]), (family, sorted(names), name)
+

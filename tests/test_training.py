@@ -93,6 +93,28 @@ def test_tabled_teacher_outputs_equal_a_forward_pass_on_each_crop_alone(tmp_path
     assert sorted(path.name for path in (tmp_path / "4000-2000").iterdir()) == ["bottleneck", "magnitude"]
 
 
+def test_a_table_of_encoder_latents_fills_without_the_decoder_with_a_full_passs_bits(tmp_path):
+    torch.manual_seed(0)
+    teacher = build_unet({"channels": [4, 8, 16]}).eval()
+    ran: list[str] = []
+    for part in ("encoder", "decoder"):
+        for index, block in enumerate(getattr(teacher, part)):
+            block.register_forward_hook(lambda *_, level=f"{part}{index}": ran.append(level))
+    sampler = CropSampler(_utterances(2), 4000, 2, seed=0, grid_samples=2000)
+    table = TeacherOutputs(teacher, tmp_path)
+    output = table.outputs(sampler, [(1, 2000)], frozenset({"enc1"}))
+    # one full pass on a silent crop learns the outputs' names and sizes; the fill runs
+    # the first level alone, once per crop start
+    assert table.computed == len(sampler.starts(1)) > 0
+    assert ran.count("encoder0") == 1 + table.computed
+    assert all(ran.count(level) == 1 for level in set(ran) - {"encoder0"})
+    ran.clear()
+    with torch.no_grad():
+        alone = teacher(sampler.crop_at(1, 2000)[None])
+    assert "decoder0" in ran
+    assert torch.equal(output.latents["enc1"][0], alone.latents["enc1"][0])
+
+
 def test_outputs_past_the_disk_budget_are_computed_live_with_the_same_values(tmp_path):
     teacher = _frozen_teacher()
     sampler = CropSampler(_utterances(3), 4000, 2, seed=0, grid_samples=2000)

@@ -147,6 +147,21 @@ class Denoiser(nn.Module):
     def forward(self, noisy: torch.Tensor) -> DenoiserOutput:  # noqa: D102 - on the class
         raise NotImplementedError
 
+    def forward_to(self, noisy: torch.Tensor, names: frozenset[str]) -> dict[str, torch.Tensor]:
+        """The named outputs of `forward` (latent names, or ``"magnitude"``), bit for bit.
+
+        A frozen teacher's per-crop table holds only what a KD loss reads, often an encoder
+        latent; a family that can stop its network early there overrides this so the table
+        fills without the decoder's cost (the UNet's encoder alone is about a quarter of its
+        forward pass). An override must give exactly `forward`'s bits, since a table filled
+        either way serves the same trials; the default runs `forward`.
+        """
+        output = self(noisy)
+        return {
+            name: output.magnitude if name == "magnitude" else output.latents[name]
+            for name in names
+        }
+
     def enhance(self, spectrum: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """The estimate's spectrum for a noisy (batch, 2, freq, frames) spectrum, and the
         state to pass with the frames that follow (None for a model without recurrent

@@ -20,7 +20,8 @@ the outputs its KD loss reads, and nobody computes them again.
 
 Each crop is run alone (a batch of one), so the values a student sees never depend on the
 table's state or on what shared the batch: a trial gives the same numbers alone, first,
-or after others. Outputs that are one tensor under two names (the UNet's ``bottleneck`` is
+or after others. The teacher computes only the outputs being tabled
+(`Denoiser.forward_to`), so a table of encoder latents costs no decoder. Outputs that are one tensor under two names (the UNet's ``bottleneck`` is
 its deepest ``enc``) are stored once. An output is tabled only while the whole table of
 every tabled output fits `KDBENCH_TEACHER_CACHE_MB` of disk (default 8192); one that does
 not fit is computed at every step, crop by crop, as if there were no table.
@@ -76,9 +77,11 @@ class TeacherOutputs:
         self.computed = 0  # teacher forward passes run by this process
         self.from_table = 0  # crop rows served from the table
 
-    def _forward(self, crop: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _forward(self, crop: torch.Tensor, names: frozenset[str]) -> dict[str, torch.Tensor]:
+        """The teacher's outputs `names` on one crop, through `Denoiser.forward_to`, so a
+        table of encoder latents costs no decoder."""
         with torch.no_grad():
-            output = _named(self.teacher(crop[None]))
+            output = self.teacher.forward_to(crop[None], names)
         self.computed += 1
         return {name: tensor[0] for name, tensor in output.items()}
 
@@ -116,7 +119,9 @@ class TeacherOutputs:
 
     def _fill(self, sampler: CropSampler, index: int, folders: dict[str, Path]) -> None:
         """Compute one utterance's rows of the given outputs and publish them on disk."""
-        rows = [self._forward(sampler.crop_at(index, start)) for start in sampler.starts(index)]
+        names = frozenset(folders)
+        crops = (sampler.crop_at(index, start) for start in sampler.starts(index))
+        rows = [self._forward(crop, names) for crop in crops]
         for name, folder in folders.items():
             save_atomically(torch.stack([row[name] for row in rows]).cpu(), folder / f"{index}.pt")
 
@@ -170,7 +175,7 @@ class TeacherOutputs:
             row = {name: table[start // sampler.grid] for name, table in tables.items()}
             self.from_table += bool(tabled)
             if live:
-                row.update(self._forward(sampler.crop_at(index, start)))
+                row.update(self._forward(sampler.crop_at(index, start), frozenset(live)))
             rows.append(row)
         stacked = {name: self._stack([row[self.stored_as[name]] for row in rows]) for name in reads}
         return DenoiserOutput(

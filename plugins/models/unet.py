@@ -105,17 +105,35 @@ class UNet(MaskDenoiser):
             frames += extent * scale
         return TimeReach(past=frames, future=frames, period=period)
 
+    def _encode(self, magnitude: torch.Tensor, levels: int) -> dict[str, torch.Tensor]:
+        """The first `levels` encoder latents (and the bottleneck once all are run)."""
+        latents: dict[str, torch.Tensor] = {}
+        x = torch.log1p(magnitude)
+        for index, block in enumerate(self.encoder[:levels], start=1):
+            x = block(x)
+            latents[f"enc{index}"] = x
+        if levels == len(self.encoder):
+            latents["bottleneck"] = x
+        return latents
+
+    def forward_to(self, noisy: torch.Tensor, names: frozenset[str]) -> dict[str, torch.Tensor]:
+        """Encoder latents without the decoder: the same operations on the same inputs as
+        `forward` up to the deepest level asked for, hence the same bits."""
+        depth = len(self.encoder)
+        level_of = {f"enc{index}": index for index in range(1, depth + 1)}
+        level_of["bottleneck"] = depth
+        if not names or not names <= level_of.keys():
+            return super().forward_to(noisy, names)
+        magnitude = self.stft(noisy).abs().unsqueeze(1)
+        latents = self._encode(magnitude, max(level_of[name] for name in names))
+        return {name: latents[name] for name in names}
+
     def mask_network(
         self, magnitude: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        latents: dict[str, torch.Tensor] = {}
-        skips = []
-        x = torch.log1p(magnitude)
-        for index, block in enumerate(self.encoder, start=1):
-            x = block(x)
-            skips.append(x)
-            latents[f"enc{index}"] = x
-        latents["bottleneck"] = x
+        latents = self._encode(magnitude, len(self.encoder))
+        skips = [latents[f"enc{index}"] for index in range(1, len(self.encoder) + 1)]
+        x = latents["bottleneck"]
         targets = [magnitude, *skips[:-1]]
         for level, block in enumerate(self.decoder):
             target = targets[len(targets) - 1 - level]
