@@ -16,7 +16,8 @@ A grid digest only says *whether* two machines agree. The operation probe (`--op
 `main` under every setting too) says *where* they part: a digest per kernel family a trial
 uses (the STFT, Conv2d, ConvTranspose2d, BatchNorm, sgemm, elementwise transcendental
 functions; the backward kernels of the convolutions, BatchNorm and the inverse STFT; Adam's
-update on fixed gradients; a real student's forward, its gradients and three Adam steps; and
+update on fixed gradients, and split into its scalars, its square root and the rest; a real
+student's forward, its gradients (all, and per level) and three Adam steps; and
 the metrics' NumPy/SciPy/C code), each on fixed inputs drawn by NumPy's generator, which no
 torch setting reaches (their digest is a row of its own, so inputs that differed between
 machines would show).
@@ -144,7 +145,64 @@ def _backward_digests(rng: np.random.Generator, x: Any, window: Any) -> dict[str
             weight.grad = grad.clone()
         optimiser.step()
     digests["Adam, 3 steps on fixed gradients"] = _digest(*(w.detach().numpy() for w in weights))
+    digests.update(_adam_parts(rng))
     return digests
+
+
+def _adam_parts(rng: np.random.Generator) -> dict[str, str]:
+    """Adam's step split where its arithmetic could part: the Python scalars of its bias
+    corrections (`pow` of the C library), the square root, which ATen hands to MKL's vector
+    maths (not correctly rounded: up to 1 ulp from NumPy's IEEE `sqrt` on an Intel VM, and
+    its bits move with `MKL_CBWR`), and the rest of the update (`lerp_`, `mul_`, `addcmul_`,
+    `addcdiv_`) with the square root taken by NumPy. The step is rebuilt as
+    `torch.optim.Adam`'s single-tensor CPU path does it, and checked against it, so a part
+    that agrees across vendors clears that part of the optimiser."""
+    import torch
+
+    squares = np.abs(rng.standard_normal(4096)).astype(np.float32) + np.float32(1e-3)
+    rooted = torch.from_numpy(squares).sqrt().numpy()
+    ieee = np.sqrt(squares)
+    off = np.abs(rooted.view(np.int32).astype(np.int64) - ieee.view(np.int32).astype(np.int64))
+    start = rng.standard_normal(4096).astype(np.float32)
+    grads = [torch.from_numpy(rng.standard_normal(4096).astype(np.float32)) for _ in range(3)]
+
+    def rebuilt(root: Any) -> tuple[Any, list[float]]:
+        param = torch.from_numpy(start.copy())
+        exp_avg, exp_avg_sq, scalars = torch.zeros_like(param), torch.zeros_like(param), []
+        for step, grad in enumerate(grads, start=1):
+            exp_avg.lerp_(grad, 1 - 0.9)
+            exp_avg_sq.mul_(0.999).addcmul_(grad, grad, value=1 - 0.999)
+            correction = (1 - 0.999**step) ** 0.5
+            step_size = 0.002 / (1 - 0.9**step)
+            scalars += [correction, step_size]
+            param.addcdiv_(exp_avg, (root(exp_avg_sq) / correction).add_(1e-8), value=-step_size)
+        return param, scalars
+
+    weight = torch.from_numpy(start.copy()).requires_grad_(True)
+    optimiser = torch.optim.Adam([weight], lr=0.002)
+    for grad in grads:
+        weight.grad = grad.clone()
+        optimiser.step()
+    by_torch, scalars = rebuilt(torch.sqrt)
+    by_numpy, _ = rebuilt(lambda t: torch.from_numpy(np.sqrt(t.numpy())))
+    return {
+        "Adam rebuilt op by op = torch.optim.Adam": str(torch.equal(by_torch, weight.detach())),
+        "Adam's scalars (the C library's pow)": _digest(np.array(scalars, dtype=np.float64)),
+        "sqrt (ATen: MKL vector maths)": _digest(rooted),
+        "sqrt: ulps from IEEE (NumPy)": f"max {off.max()}, {np.count_nonzero(off)} of {off.size}",
+        "Adam rebuilt, square root by NumPy": _digest(by_numpy.numpy()),
+    }
+
+
+def _gradients_by_block(student: Any) -> dict[str, str]:
+    """The student's gradients digested per encoder and decoder level, so that the first
+    level (counted from the output, the order backward runs in) whose gradient differs
+    between two machines names the layer whose backward parts them."""
+    blocks: dict[str, list[Any]] = {}
+    for name, parameter in student.named_parameters():
+        level = ".".join(name.split(".")[:2])
+        blocks.setdefault(level, []).append(parameter.grad.numpy())
+    return {f"student gradients: {level}": _digest(*grads) for level, grads in blocks.items()}
 
 
 def probe_ops() -> dict[str, str]:
@@ -193,6 +251,7 @@ def probe_ops() -> dict[str, str]:
     digests["student: gradients of one step"] = _digest(
         *(p.grad.numpy() for p in student.parameters())
     )
+    digests.update(_gradients_by_block(student))
     for _ in range(3):
         optimiser.zero_grad()
         estimate = student(wave).synthesize()
