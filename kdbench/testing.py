@@ -248,10 +248,6 @@ def _random_output(
     )
 
 
-def _tensors(output: DenoiserOutput) -> dict[str, torch.Tensor]:
-    return {"magnitude": output.magnitude, **output.latents}
-
-
 @contextlib.contextmanager
 def _no_host_sync() -> Iterator[None]:
     """Make `.item()`, `.tolist()` and `float(tensor)` raise while the loss runs."""
@@ -287,8 +283,8 @@ def check_loss(
         if method_cls.needs_teacher
         else None
     )
-    teacher_before = {k: v.clone() for k, v in _tensors(teacher).items()} if teacher else {}
-    student_before = {k: v.detach().clone() for k, v in _tensors(student).items()}
+    teacher_before = {k: v.clone() for k, v in teacher.named().items()} if teacher else {}
+    student_before = {k: v.detach().clone() for k, v in student.named().items()}
 
     first: torch.Tensor | None = None
     for progress in SCHEDULE_POINTS:
@@ -323,16 +319,16 @@ def check_loss(
         first.backward()
     elif method_cls.needs_teacher:
         raise _fail(method_cls, where, "the loss at step 0 does not depend on the student")
-    student_grads = [t.grad for t in _tensors(student).values() if t.grad is not None]
+    student_grads = [t.grad for t in student.named().values() if t.grad is not None]
     if method_cls.needs_teacher and not any(g.abs().sum() > 0 for g in student_grads):
         raise _fail(method_cls, where, "no gradient reaches the student's latents or estimate")
-    for name, tensor in _tensors(student).items():
+    for name, tensor in student.named().items():
         if tensor.grad is not None and not torch.isfinite(tensor.grad).all():
             raise _fail(method_cls, where, f"non-finite gradient on student {name}")
         if not torch.equal(tensor.detach(), student_before[name]):
             raise _fail(method_cls, where, f"student {name} was modified in place")
     if teacher is not None:
-        for name, tensor in _tensors(teacher).items():
+        for name, tensor in teacher.named().items():
             if tensor.requires_grad or tensor.grad is not None:
                 raise _fail(method_cls, where, f"teacher {name} was made to require grad")
             if not torch.equal(tensor, teacher_before[name]):

@@ -101,7 +101,7 @@ def test_every_family_gives_forward_s_bits_for_any_outputs_asked_of_forward_to(f
     noisy = torch.from_numpy(_utterances(1)[0].noisy[None, :4000])
     with torch.no_grad():
         full = model(noisy)
-        named = {**full.latents, "magnitude": full.magnitude}
+        named = full.named()
         asked = [frozenset({name}) for name in named]
         asked += [frozenset(n for n in named if n.startswith("enc")), frozenset(named)]
         for names in asked:
@@ -109,4 +109,3 @@ def test_every_family_gives_forward_s_bits_for_any_outputs_asked_of_forward_to(f
             assert got.keys() == names
             for name in names:
                 assert torch.equal(got[name], named[name]), (family, sorted(names), name)
-

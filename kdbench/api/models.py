@@ -67,6 +67,10 @@ class DenoiserOutput:
     synthesize: Callable[[], torch.Tensor] | None = None
     analysis: tuple[int, int, str] | None = None
 
+    def named(self) -> dict[str, torch.Tensor]:
+        """Every output a KD loss may read, by the name it reads it under."""
+        return {**self.latents, "magnitude": self.magnitude}
+
     def waveform(self) -> torch.Tensor:
         """The time-domain estimate (batch, samples)."""
         if self.synthesize is None:
@@ -152,15 +156,12 @@ class Denoiser(nn.Module):
 
         A frozen teacher's per-crop table holds only what a KD loss reads, often an encoder
         latent; a family that can stop its network early there overrides this so the table
-        fills without the decoder's cost (the UNet's encoder alone is about a quarter of its
-        forward pass). An override must give exactly `forward`'s bits, since a table filled
-        either way serves the same trials; the default runs `forward`.
+        fills without the cost of the layers after it. An override must give exactly
+        `forward`'s bits, since a table filled either way serves the same trials; the
+        default runs `forward`.
         """
-        output = self(noisy)
-        return {
-            name: output.magnitude if name == "magnitude" else output.latents[name]
-            for name in names
-        }
+        outputs = self(noisy).named()
+        return {name: outputs[name] for name in names}
 
     def enhance(self, spectrum: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """The estimate's spectrum for a noisy (batch, 2, freq, frames) spectrum, and the

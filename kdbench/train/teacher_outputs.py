@@ -21,8 +21,9 @@ the outputs its KD loss reads, and nobody computes them again.
 Each crop is run alone (a batch of one), so the values a student sees never depend on the
 table's state or on what shared the batch: a trial gives the same numbers alone, first,
 or after others. The teacher computes only the outputs being tabled
-(`Denoiser.forward_to`), so a table of encoder latents costs no decoder. Outputs that are one tensor under two names (the UNet's ``bottleneck`` is
-its deepest ``enc``) are stored once. An output is tabled only while the whole table of
+(`Denoiser.forward_to`), so a table of encoder latents costs no decoder. Outputs that are
+one tensor under two names (the UNet's ``bottleneck`` is its deepest ``enc``) are stored
+once. An output is tabled only while the whole table of
 every tabled output fits `KDBENCH_TEACHER_CACHE_MB` of disk (default 8192); one that does
 not fit is computed at every step, crop by crop, as if there were no table.
 
@@ -57,10 +58,6 @@ def _budget_bytes() -> int:
     return int(float(os.environ.get(BUDGET_ENV, "8192")) * 2**20)
 
 
-def _named(output: DenoiserOutput) -> dict[str, torch.Tensor]:
-    return {**output.latents, "magnitude": output.magnitude}
-
-
 class TeacherOutputs:
     """The per-crop table of one teacher's outputs under `folder`; `None` keeps nothing."""
 
@@ -89,7 +86,7 @@ class TeacherOutputs:
         """Which names are one tensor (stored under the first name in sorted order), and
         each output's bytes per crop, from one forward pass on a silent crop."""
         with torch.no_grad():
-            output = _named(self.teacher(torch.zeros(1, sampler.crop, device=self.device)))
+            output = self.teacher(torch.zeros(1, sampler.crop, device=self.device)).named()
         first_of: dict[int, str] = {}
         for name in sorted(output):
             self.stored_as[name] = first_of.setdefault(id(output[name]), name)
