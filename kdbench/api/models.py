@@ -194,11 +194,17 @@ class MaskDenoiser(Denoiser):
         phase = noisy_spec / noisy_spec.abs().clamp_min(1e-8)
         return self.istft(magnitude * phase, length)
 
-    def forward(self, noisy: torch.Tensor) -> DenoiserOutput:
+    def analyse(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The noisy spectrum and the (batch, 1, freq, frames) magnitude the mask network
+        reads. One place for both, so that a family's `forward_to` that stops its network
+        early feeds it the very bits `forward` does."""
         spec = self.stft(noisy)
-        magnitude = spec.abs()
-        mask, latents = self.mask_network(magnitude.unsqueeze(1))
-        estimate = mask.squeeze(1) * magnitude
+        return spec, spec.abs().unsqueeze(1)
+
+    def forward(self, noisy: torch.Tensor) -> DenoiserOutput:
+        spec, magnitude = self.analyse(noisy)
+        mask, latents = self.mask_network(magnitude)
+        estimate = (mask * magnitude).squeeze(1)
         length = noisy.shape[-1]
         return DenoiserOutput(
             magnitude=estimate,

@@ -124,7 +124,7 @@ class UNet(MaskDenoiser):
         level_of["bottleneck"] = depth
         if not names or not names <= level_of.keys():
             return super().forward_to(noisy, names)
-        magnitude = self.stft(noisy).abs().unsqueeze(1)
+        magnitude = self.analyse(noisy)[1]
         latents = self._encode(magnitude, max(level_of[name] for name in names))
         return {name: latents[name] for name in names}
 
