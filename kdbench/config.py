@@ -24,13 +24,13 @@ from kdbench.api import Param, check_device_setting, resolve_params
 from kdbench.api.devices import DEVICE_HELP
 from kdbench.errors import ConfigError
 from kdbench.plugin.registry import Registry
-from kdbench.train.task_losses import TASK_LOSSES
+from kdbench.train.task_losses import TASK_LOSSES, task_loss_of
 
 CHECKPOINT_POLICIES = ("last", "best_valid")
 PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine")
 
-IDENTITY_NEUTRAL_DEFAULTS = {"precision": "fp32", "lr_schedule": "constant"}
+IDENTITY_NEUTRAL_DEFAULTS = {"precision": "fp32", "lr_schedule": "constant", "suppression_weight": 1.0}
 """Settings added after results were published, at the default that reproduces them.
 
 At this value a setting is left out of trial ids and teacher keys, so the trials that
@@ -96,6 +96,13 @@ TRAIN_PARAMS: dict[str, Param] = {
     ),
     "grad_clip": Param(5.0, "gradient-norm clip (0 = off)", float, at_least=0),
     "task_loss": Param("magnitude_l1", "denoising loss against the clean target", str, tuple(TASK_LOSSES)),
+    "suppression_weight": Param(
+        1.0,
+        "what a magnitude bin estimated below the clean one (speech removed) costs against one "
+        "left above it (noise kept), in the magnitude_l1 task loss (1 = symmetric L1)",
+        float,
+        at_least=1,
+    ),
     "checkpoint": Param(
         "last",
         "which weights are evaluated: the last step, or the best on the validation split "
@@ -318,6 +325,11 @@ def load_config(
     if not resolved["teacher"]["seeds"]:
         raise ConfigError("teacher.seeds: name at least one teacher seed")
     _check_teacher_files(resolved["teacher"])
+    for section in ("train", "teacher"):
+        try:
+            task_loss_of(resolved[section])
+        except ValueError as error:
+            raise ConfigError(f"{section}: {error}") from None
     return Config(
         preset=preset,
         run=resolved["run"],

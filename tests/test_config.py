@@ -50,11 +50,17 @@ def test_overrides_are_coerced_to_the_declared_types():
         ("dataset.procedural.snrs=5,loud", r"dataset\.procedural\.snrs: expected a list of float"),
         ("dataset.espeak.voices_valid=0", r"dataset\.espeak\.voices_valid: must be >= 1, got 0"),
         ("dataset.mix.seconds=0", r"dataset\.mix\.seconds: must be > 0, got 0\.0"),
+        ("train.suppression_weight=0.5", r"train\.suppression_weight: must be >= 1, got 0\.5"),
+        # a weight the chosen loss cannot apply is refused, not silently ignored
+        (
+            "train.task_loss=si_sdr train.suppression_weight=2",
+            r"train: train\.suppression_weight=2 applies to task_loss magnitude_l1 only, not si_sdr",
+        ),
     ],
 )
 def test_bad_keys_and_values_name_the_key_and_the_allowed_values(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_config("quick", [override])
+        load_config("quick", override.split())
 
 
 def test_unknown_preset_lists_the_shipped_ones():

@@ -107,6 +107,7 @@ def test_the_device_is_provenance_and_precision_is_identity():
     default = ids()
     assert ids("run.device=cpu") == ids("run.device=cuda:3") == ids("run.deterministic=false") == default
     assert ids("train.precision=fp32") == ids("train.lr_schedule=constant") == default
+    assert ids("train.suppression_weight=1") == default != ids("train.suppression_weight=2")
     assert ids("teacher.lr_schedule=cosine") != default
     bf16 = ids("train.precision=bf16")
     students = [key for key in default if key[0] == "student"]

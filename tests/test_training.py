@@ -10,10 +10,11 @@ import torch
 from kdbench_plugins.methods.cosine import CosineMethod
 from kdbench_plugins.models.unet import build_unet
 
-from kdbench.api import Batch, KDLoss, Utterance
+from kdbench.api import Batch, DenoiserOutput, KDLoss, Utterance
 from kdbench.config import TRAIN_PARAMS
 from kdbench.errors import TrialDiverged
 from kdbench.train.crops import CropSampler, full_batches
+from kdbench.train.task_losses import magnitude_l1
 from kdbench.train.teacher_outputs import TeacherOutputs
 from kdbench.train.trainer import train, validation_loss
 
@@ -179,8 +180,39 @@ def test_best_valid_keeps_the_step_with_the_lowest_validation_loss():
     assert result.kept_step == min(losses, key=losses.get)
     assert result.best_valid_loss == min(losses.values())
     assert not model.training
-    kept = validation_loss(model, full_batches(data[:2], 4), "magnitude_l1")
+    kept = validation_loss(model, full_batches(data[:2], 4), magnitude_l1)
     assert kept == pytest.approx(result.best_valid_loss, rel=1e-6)
+
+
+def test_the_suppression_weight_scales_only_removed_speech_and_is_the_l1_at_one():
+    clean = torch.tensor([[[1.0, 1.0, 1.0, 1.0]]])
+    estimate = torch.tensor([[[0.5, 1.5, 1.0, 0.25]]], requires_grad=True)  # under, over, exact, under
+    batch = Batch(torch.zeros(1, 4), torch.zeros(1, 4), clean, 0, 0)
+
+    def loss(weight):
+        return magnitude_l1(DenoiserOutput(estimate, {}, 4), batch, suppression_weight=weight)
+
+    assert float(loss(2.0).detach()) == (2 * 0.5 + 0.5 + 0 + 2 * 0.75) / 4
+    symmetric = (estimate - clean).abs().mean()
+    (grad_symmetric,) = torch.autograd.grad(symmetric, estimate)
+    (grad_one,) = torch.autograd.grad(loss(1.0), estimate)
+    assert torch.equal(loss(1.0), symmetric) and torch.equal(grad_one, grad_symmetric)
+
+
+def test_training_at_suppression_weight_one_is_training_without_it():
+    """1 is the neutral default that keeps trial ids: it must also keep every bit."""
+    data = _utterances(4)
+    weights = []
+    for settings in ({k: v for k, v in SETTINGS.items() if k != "suppression_weight"}, SETTINGS):
+        torch.manual_seed(0)
+        model = build_unet({"channels": [2, 4]})
+        train(model, data, data[:2], settings, seed=0, sample_rate=RATE)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.manual_seed(0)
+    model = build_unet({"channels": [2, 4]})
+    train(model, data, data[:2], {**SETTINGS, "suppression_weight": 2.0}, seed=0, sample_rate=RATE)
+    assert torch.equal(weights[0], weights[1])
+    assert not torch.equal(weights[0], torch.cat([p.detach().flatten() for p in model.parameters()]))
 
 
 def test_a_cosine_schedule_decays_the_rate_to_zero_and_changes_the_weights(monkeypatch):

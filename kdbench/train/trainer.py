@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
-from kdbench.api import Batch, KDLoss, Denoiser, Utterance
+from kdbench.api import Batch, Denoiser, DenoiserOutput, KDLoss, Utterance
 from kdbench.errors import TrialDiverged
 from kdbench.train.crops import CropSampler, full_batches
 from kdbench.train.numerics import autocast
-from kdbench.train.task_losses import TASK_LOSSES
+from kdbench.train.task_losses import task_loss_of
 from kdbench.train.teacher_outputs import TeacherOutputs
 
 DIVERGENCE_CHECK_STEPS = 50
@@ -37,10 +37,11 @@ class TrainResult:
 
 
 def validation_loss(
-    model: Denoiser, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], task_loss: str
+    model: Denoiser,
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[DenoiserOutput, Batch], torch.Tensor],
 ) -> float:
     """Mean task loss over full validation utterances, in eval mode."""
-    loss_fn = TASK_LOSSES[task_loss]
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -84,7 +85,7 @@ def train(
     device = torch.device(device or "cpu")
     torch.manual_seed(seed)
     steps = int(settings["steps"])
-    loss_fn = TASK_LOSSES[settings["task_loss"]]
+    loss_fn = task_loss_of(settings)
     precision = settings.get("precision", "fp32")
     model.to(device)
     sampler = CropSampler(
@@ -151,7 +152,7 @@ def train(
         if scheduler is not None:
             scheduler.step()
         if validating:
-            valid = validation_loss(model, valid_batches, settings["task_loss"])
+            valid = validation_loss(model, valid_batches, loss_fn)
             history.append({"step": step, "loss": loss_value, "valid_loss": valid})
             if keep_best and (best_loss is None or valid < best_loss):
                 best_loss, kept_step = valid, step
